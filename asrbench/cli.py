@@ -1,0 +1,186 @@
+"""Command lines of run_comparison.py and run_asr.py."""
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from . import report, results, text
+from .config import (DEFAULT_AUDIO, DEFAULT_MODEL, ENGINES, PROJECT_DIR, WAYS, RunConfig, UsageError, checked_int,
+                     env_int, validate)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(name: str):
+    def parse(raw):
+        try:
+            return checked_int(raw, name, 1, 10**7)
+        except UsageError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
+
+
+def number(name: str):
+    def parse(raw):
+        try:
+            return float(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {raw!r}") from None
+    return parse
+
+
+def engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", default="chatllm", help=f"engine to drive: {', '.join(ENGINES)} (default chatllm)")
+    parser.add_argument("--model", help=f"chatllm.cpp model file or downloader spec such as :qwen3-asr:0.6b "
+                                        f"(default {DEFAULT_MODEL.relative_to(PROJECT_DIR)})")
+    parser.add_argument("--audio", default=str(DEFAULT_AUDIO), help="audio to transcribe (anything ffmpeg reads)")
+    parser.add_argument("--reference", help="reference transcript (default: the audio's name with .txt)")
+    parser.add_argument("--threads", help="inference threads (default $INFERENCE_THREADS or the core count)")
+    parser.add_argument("--context-length", help="context length (default $CONTEXT_LENGTH or 4096)")
+    parser.add_argument("--language", help="language passed to the model (default $ASR_LANGUAGE or Chinese)")
+    parser.add_argument("--chatllm-dir", help="chatllm.cpp checkout (default $CHATLLM_DIR or ./chatllm.cpp)")
+
+
+def base_config(args) -> RunConfig:
+    """Flags override environment variables, which override defaults; every value is checked."""
+    threads = (checked_int(args.threads, "--threads", 1, 1024) if args.threads is not None
+               else env_int("INFERENCE_THREADS", os.cpu_count() or 1, 1, 1024))
+    context = (checked_int(args.context_length, "--context-length", 256, 1 << 20) if args.context_length is not None
+               else env_int("CONTEXT_LENGTH", 4096, 256, 1 << 20))
+    language = args.language or os.environ.get("ASR_LANGUAGE", "").strip() or None
+    engine = args.engine
+    if engine == "faster-whisper":
+        from .whisper import DEFAULT_AUDIO as EN_AUDIO
+
+        audio = args.audio if args.audio != str(DEFAULT_AUDIO) else str(EN_AUDIO)
+        language = language or "English"
+    else:
+        audio = args.audio
+    return RunConfig(
+        engine=engine,
+        chatllm_dir=args.chatllm_dir or os.environ.get("CHATLLM_DIR") or str(PROJECT_DIR / "chatllm.cpp"),
+        model=args.model or str(DEFAULT_MODEL),
+        audio=audio,
+        reference=args.reference or "",
+        language=language or "Chinese",
+        threads=threads,
+        context_length=context,
+    )
+
+
+def comparison_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="run_comparison.py",
+                      description="Does memory grow over repeated transcriptions? recreate vs restart, each in its own process.")
+    p.add_argument("--iterations", type=positive_int("--iterations"), default=100, help="iterations per way (default 100)")
+    p.add_argument("--ways", default=",".join(WAYS), help="comma-separated: recreate,restart (default both)")
+    engine_options(p)
+    p.add_argument("--output", default=str(PROJECT_DIR / "results"), help="results folder (default results/)")
+    p.add_argument("--quiet", action="store_true", help="print only the table")
+    p.add_argument("--timeout", type=number("--timeout"), default=300.0,
+                   help="seconds an iteration may take before its worker is killed (default 300)")
+    p.add_argument("--max-rss-mb", type=number("--max-rss-mb"), help="stop a way when its worker's RSS passes this")
+    p.add_argument("--uss-every", type=int, default=10, help="sample USS every N iterations (0: never; default 10)")
+    p.add_argument("--malloc-trim", action="store_true", help="also sample after malloc_trim(0) to separate retention from leaks")
+    p.add_argument("--tracemalloc", action="store_true", help="trace the Python heap (slower; for attribution)")
+    p.add_argument("--warmup", type=int, help="iterations to drop before fitting (default: detected)")
+    p.add_argument("--leak-threshold", type=number("--leak-threshold"), default=0.05,
+                   help="MB/iteration below which significant growth is 'minor' (default 0.05)")
+    p.add_argument("--synthetic", default="", help="synthetic engine settings, e.g. request_leak_mb=0.5,noise_mb=2")
+    p.add_argument("--no-plot", action="store_true", help="do not draw memory.png")
+    p.add_argument("--report", metavar="FILE", help="re-analyse a results file or run folder; runs no engine")
+    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two results files")
+    p.add_argument("--fail-above", type=number("--fail-above"), help="with --compare: fail when a slope exceeds this MB/iter")
+    return p
+
+
+def reanalyse(path: str, args) -> int:
+    document = results.load(Path(path))
+    if args.warmup is not None:
+        document["config"]["warmup"] = args.warmup
+    results.summarise(document)
+    print(report.table(document))
+    if not args.no_plot and any(document["iterations"].values()):
+        target = (Path(path) if Path(path).is_dir() else Path(path).parent) / "memory.png"
+        print(f"\nplot: {report.plot(document, target)}")
+    return 0
+
+
+def main_comparison(argv=None) -> int:
+    args = comparison_parser().parse_args(argv)
+    try:
+        if args.compare:
+            old, new = (results.summarise(results.load(Path(p))) for p in args.compare)
+            text_, failed = report.compare(old, new, args.fail_above)
+            print(text_)
+            return 1 if failed else 0
+        if args.report:
+            return reanalyse(args.report, args)
+        config = base_config(args)
+        config.iterations = args.iterations
+        config.ways = [w.strip() for w in args.ways.split(",") if w.strip()]
+        config.timeout_s, config.max_rss_mb = args.timeout, args.max_rss_mb
+        config.uss_every, config.malloc_trim, config.tracemalloc = args.uss_every, args.malloc_trim, args.tracemalloc
+        config.warmup, config.leak_threshold_mb, config.synthetic = args.warmup, args.leak_threshold, args.synthetic
+        validate(config)
+        output = Path(args.output)
+        from .config import check_output
+
+        check_output(output)
+        from .runner import compare_ways
+
+        document, code = compare_ways(config, output, quiet=args.quiet, plot=not args.no_plot)
+    except (UsageError, results.ResultsError) as e:
+        print(f"run_comparison.py: error: {e}", file=sys.stderr)
+        return 2
+    print(report.table(document))
+    if not args.quiet:
+        print(f"\nresults: {Path(document['run_dir']) / 'comparison_results.json'} (copied to {output / 'comparison_results.json'})")
+    if document.get("plot"):
+        shutil.copyfile(Path(document["run_dir"]) / document["plot"], output / document["plot"])
+    return code
+
+
+def asr_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="run_asr.py", description="Transcribe one file with the benchmark's own engine code, to check a setup.")
+    engine_options(p)
+    return p
+
+
+def main_asr(argv=None) -> int:
+    args = asr_parser().parse_args(argv)
+    try:
+        config = base_config(args)
+        config.ways = ["restart"]
+        validate(config, need_reference=bool(args.reference))
+        from .worker import open_engine
+
+        engine = open_engine(config)
+        started = time.perf_counter()
+        handle = engine.create()
+        load_s = time.perf_counter() - started
+        result = engine.transcribe(handle, Path(config.audio))
+    except UsageError as e:
+        print(f"run_asr.py: error: {e}", file=sys.stderr)
+        return 2
+    print(f"transcript:       {result.text}")
+    texts = text.score(result.text, config.reference_text, config.language) if config.reference_text else \
+        text.normalize_transcript(result.text, config.language)
+    if texts.get("text_zh_tw") is not None:
+        print(f"zh-TW:            {texts['text_zh_tw']}")
+    print(f"normalised:       {texts['text_itn']}")
+    if config.reference_text:
+        print(f"reference:        {config.reference_text}")
+        print(f"WER / CER:        {texts['wer']:.3f} / {texts['cer']:.3f}")
+    ttft = f"{result.ttft_s * 1000:.0f} ms" if result.ttft_s is not None else "no output"
+    print(f"load:             {load_s:.2f} s")
+    print(f"first token:      {ttft}; request {result.request_s:.2f} s; audio {config.audio_seconds or 0:.2f} s")
+    if not result.ended:
+        print("run_asr.py: error: generation stopped without its end callback", file=sys.stderr)
+        return 1
+    return 0

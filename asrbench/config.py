@@ -1,0 +1,188 @@
+"""What one run measures, read from flags and environment, and checked before any engine starts."""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .engine import SyntheticSettings, library_path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+WAYS = ("recreate", "restart")
+OPTIONAL_WAYS = ("recreate-drop",)  # new ChatLLM per request, old one only dereferenced (no chatllm_destroy)
+ENGINES = ("chatllm", "synthetic", "faster-whisper")
+DEFAULT_MODEL = PROJECT_DIR / "models" / "qwen3-asr-0.6b-q4_0.bin"
+DEFAULT_AUDIO = PROJECT_DIR / "samples" / "phoneNumber1-zh-TW.wav"
+SAMPLE_RATE = 16000
+
+
+class UsageError(Exception):
+    """Bad input: the message names the problem and the fix, and the tool exits non-zero without a traceback."""
+
+
+@dataclass
+class RunConfig:
+    engine: str = "chatllm"
+    ways: list = field(default_factory=lambda: list(WAYS))
+    iterations: int = 100
+    chatllm_dir: str = str(PROJECT_DIR / "chatllm.cpp")
+    model: str = str(DEFAULT_MODEL)
+    audio: str = str(DEFAULT_AUDIO)
+    reference: str = ""
+    reference_text: str = ""
+    audio_seconds: float | None = None
+    language: str = "Chinese"
+    threads: int = 0
+    context_length: int = 4096
+    uss_every: int = 10
+    malloc_trim: bool = False
+    tracemalloc: bool = False
+    timeout_s: float = 300.0
+    max_rss_mb: float | None = None
+    warmup: int | None = None
+    leak_threshold_mb: float = 0.05
+    synthetic: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> "RunConfig":
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def env_int(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return checked_int(raw, f"environment variable {name}", low, high)
+
+
+def checked_int(raw, what: str, low: int, high: int) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise UsageError(f"{what} must be a whole number from {low} to {high}, got {raw!r}") from None
+    if not low <= value <= high:
+        raise UsageError(f"{what} must be from {low} to {high}, got {value}")
+    return value
+
+
+def read_reference(path: Path) -> str:
+    """The reference transcript; a missing, unreadable or empty file is an error, never an empty reference."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"reference transcript {path} not found: pass --reference FILE (a text file with the words spoken)")
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"reference transcript {path} cannot be read ({e.__class__.__name__}): save it as UTF-8 text") from None
+    if not text:
+        raise UsageError(f"reference transcript {path} is empty: write the words spoken in the audio into it")
+    return text
+
+
+def require_ffmpeg() -> str:
+    ffmpeg = shutil.which("ffmpeg")
+    if not ffmpeg:
+        raise UsageError("ffmpeg is not installed (chatllm.cpp decodes audio with it): install it, e.g. apt-get install ffmpeg")
+    return ffmpeg
+
+
+def decode_seconds(audio: Path) -> float:
+    """Decode the audio the way chatllm.cpp will (16 kHz mono float) and return its length in seconds.
+
+    Run without a shell, so no character of the path can reach a command line.
+    """
+    audio = Path(audio)
+    if not audio.is_file():
+        raise UsageError(f"audio file {audio} not found: pass --audio FILE")
+    if not os.access(audio, os.R_OK):
+        raise UsageError(f"audio file {audio} is not readable: fix its permissions (chmod a+r)")
+    result = subprocess.run(
+        [require_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(audio.resolve()),
+         "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-"],
+        capture_output=True, check=False,
+    )
+    if result.returncode != 0 or not result.stdout:
+        why = (result.stderr.decode(errors="replace").strip().splitlines() or ["no audio samples"])[-1]
+        raise UsageError(f"ffmpeg cannot decode {audio} ({why}): convert it, e.g. ffmpeg -i IN -ar 16000 -ac 1 OUT.wav")
+    return len(result.stdout) / 4 / SAMPLE_RATE
+
+
+def check_model(model: str) -> None:
+    if model.startswith(":"):
+        return  # chatllm.cpp's downloader spec, e.g. :qwen3-asr:0.6b
+    path = Path(model)
+    if not path.is_file():
+        raise UsageError(
+            f"model file {path} not found: download it into models/ (see models/README.md) or pass --model FILE"
+        )
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise UsageError(f"model file {path} cannot be read ({e.strerror}): fix its permissions") from None
+    if magic not in (b"ggml", b"ggmm"):
+        raise UsageError(f"{path} is not a chatllm.cpp model (no ggml header): convert it with chatllm.cpp's convert.py")
+
+
+def check_library(chatllm_dir: str) -> None:
+    lib = library_path(Path(chatllm_dir))
+    if not lib.is_file():
+        if not (Path(chatllm_dir) / "CMakeLists.txt").is_file():
+            raise UsageError(
+                f"chatllm.cpp source not found in {chatllm_dir}: run git submodule update --init (or set CHATLLM_DIR)"
+            )
+        raise UsageError(f"libchatllm is not built ({lib} missing): run make engine")
+
+
+def check_output(output: Path) -> None:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output):
+            pass
+    except OSError as e:
+        raise UsageError(f"output folder {output} is not writable ({e.strerror}): pass --output DIR somewhere you can write") from None
+
+
+def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
+    """Check everything a run needs before any worker starts; fills in the reference text and audio length."""
+    if config.engine not in ENGINES:
+        raise UsageError(f"unknown engine {config.engine!r}: choose one of {', '.join(ENGINES)}")
+    unknown = [w for w in config.ways if w not in WAYS + OPTIONAL_WAYS]
+    if unknown or not config.ways:
+        raise UsageError(f"unknown way {', '.join(unknown) or '(none)'}: choose from "
+                         f"{', '.join(WAYS + OPTIONAL_WAYS)} (comma-separated)")
+    if config.iterations < 1:
+        raise UsageError(f"--iterations must be at least 1, got {config.iterations}")
+    if config.timeout_s <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {config.timeout_s}")
+    if config.max_rss_mb is not None and config.max_rss_mb <= 0:
+        raise UsageError(f"--max-rss-mb must be positive, got {config.max_rss_mb}")
+    if config.uss_every < 0:
+        raise UsageError(f"--uss-every must be 0 (never) or a positive number of iterations, got {config.uss_every}")
+    if config.engine == "synthetic":
+        try:
+            SyntheticSettings.parse(config.synthetic)
+        except ValueError as e:
+            raise UsageError(f"--synthetic: {e}") from None
+    if config.engine == "chatllm":
+        check_library(config.chatllm_dir)
+        check_model(config.model)
+    config.audio_seconds = decode_seconds(Path(config.audio))
+    config.reference = config.reference or str(Path(config.audio).with_suffix(".txt"))
+    if need_reference or Path(config.reference).exists():
+        config.reference_text = read_reference(Path(config.reference))
+    return config

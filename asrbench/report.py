@@ -1,0 +1,159 @@
+"""What a person reads: the comparison table, verdict lines, the comparison of two runs, and the memory plot."""
+
+from pathlib import Path
+
+from . import stats
+
+
+def _fmt(value, spec: str = ".1f", unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:{spec}}{unit}"
+
+
+def _pair(a, b, spec=".1f") -> str:
+    return f"{_fmt(a, spec)} / {_fmt(b, spec)}"
+
+
+def table(results: dict) -> str:
+    """The comparison table: one column per way."""
+    ways = list(results.get("iterations", {}))
+    summary = results.get("summary", {})
+    status = results.get("ways", {})
+
+    def memory_rows(metric: str, label: str):
+        rows = []
+        rows.append((f"{label} initial / final (MB)",
+                     [_pair(summary[w]["memory"].get(metric, {}).get("initial_mb"),
+                            summary[w]["memory"].get(metric, {}).get("final_mb")) for w in ways]))
+        rows.append((f"{label} growth (MB)", [_fmt(summary[w]["memory"].get(metric, {}).get("growth_mb"), "+.1f") for w in ways]))
+        rows.append((f"{label} MB/iter, naive", [_fmt(summary[w]["memory"].get(metric, {}).get("mb_per_iter_naive"), "+.3f") for w in ways]))
+        rows.append((f"{label} MB/iter, Theil-Sen [95% CI]", [_slope(summary[w]["memory"].get(metric)) for w in ways]))
+        return rows
+
+    rows = [("status", [_status(status.get(w, {}), len(results["iterations"][w])) for w in ways])]
+    rows += [("iterations measured", [str(summary[w]["iterations"]) for w in ways])]
+    rows += memory_rows("rss_mb", "RSS")
+    rows += memory_rows("rss_anon_mb", "RssAnon")
+    if any("uss_mb" in summary[w]["memory"] for w in ways):
+        rows += [("USS MB/iter, Theil-Sen [95% CI]", [_slope(summary[w]["memory"].get("uss_mb")) for w in ways])]
+    if any("rss_anon_trimmed_mb" in summary[w]["memory"] for w in ways):
+        rows += [("RssAnon after malloc_trim MB/iter", [_slope(summary[w]["memory"].get("rss_anon_trimmed_mb")) for w in ways])]
+    rows += [
+        ("warm-up cut (iterations)", [_fmt(summary[w]["memory"].get(summary[w]["verdict_metric"], {}).get("warmup"), "d") for w in ways]),
+        ("shape", [_fmt(summary[w]["memory"].get(summary[w]["verdict_metric"], {}).get("shape"), "") for w in ways]),
+        ("projected per 1,000 requests (MB)",
+         [_fmt(summary[w]["memory"].get(summary[w]["verdict_metric"], {}).get("per_1000_requests_mb"), "+.0f") for w in ways]),
+        ("load time (s), first / mean", [_pair(summary[w]["load_s"]["first"], summary[w]["load_s"]["mean"], ".2f") for w in ways]),
+        ("time to first token (ms), median / p95", [_pair(summary[w]["ttft_ms"]["median"], summary[w]["ttft_ms"]["p95"]) for w in ways]),
+        ("request (s), median / p95", [_pair(summary[w]["request_s"]["median"], summary[w]["request_s"]["p95"], ".3f") for w in ways]),
+        ("chars/s after first token, mean", [_fmt(summary[w]["chars_per_s_mean"]) for w in ways]),
+        ("real-time factor, mean", [_fmt(summary[w]["rtf_mean"], ".3f") for w in ways]),
+        ("WER / CER, mean", [_pair(summary[w]["wer_mean"], summary[w]["cer_mean"], ".3f") for w in ways]),
+        ("exact matches", [f"{summary[w]['exact_matches']}/{summary[w]['iterations']}" for w in ways]),
+        ("Python blocks/iter", [_fmt(summary[w]["attribution"]["py_blocks_per_iter"], "+.1f") for w in ways]),
+    ]
+    if any(summary[w]["attribution"].get("allocator_retained_mb_per_iter") is not None for w in ways):
+        rows += [("retained by allocator MB/iter",
+                  [_fmt(summary[w]["attribution"]["allocator_retained_mb_per_iter"], "+.3f") for w in ways])]
+    if any(summary[w]["attribution"].get("python_mb_per_iter") is not None for w in ways):
+        rows += [("Python heap / native MB/iter",
+                  [_pair(summary[w]["attribution"]["python_mb_per_iter"], summary[w]["attribution"]["native_mb_per_iter"], "+.3f")
+                   for w in ways])]
+    if any("binding_objects_final" in summary[w] for w in ways):
+        rows += [("binding objects kept (Python)", [_fmt(summary[w].get("binding_objects_final"), "d") for w in ways])]
+    rows += [("destroy failures (rc != 0)", [str(summary[w]["release_failures"]) for w in ways])]
+
+    width = max(len(label) for label, _ in rows) + 2
+    col = max([24] + [len(c) + 2 for _, cells in rows for c in cells])
+    lines = ["".ljust(width) + "".join(w.ljust(col) for w in ways)]
+    lines += [label.ljust(width) + "".join(c.ljust(col) for c in cells) for label, cells in rows]
+    lines.append("")
+    lines += [results["verdicts"][w] for w in ways]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _slope(analysis: dict | None) -> str:
+    if not analysis or analysis.get("n", 0) < 3:  # fewer than three samples make no slope worth printing
+        return "-"
+    return f"{analysis['slope_mb_per_iter']:+.3f} [{analysis['slope_low']:+.3f}, {analysis['slope_high']:+.3f}]"
+
+
+def _status(way: dict, measured: int) -> str:
+    if not way:
+        return "-"
+    return way.get("status", "-") if way.get("status") == "completed" else way.get("message", way.get("status", "-"))
+
+
+def compare(old: dict, new: dict, fail_above: float | None) -> tuple[str, bool]:
+    """Slopes of two runs side by side; failed when a way's new slope is above fail_above or significantly steeper."""
+    lines = [f"{'way':10} {'old MB/iter [95% CI]':32} {'new MB/iter [95% CI]':32} result"]
+    failed = False
+    for way in new.get("summary", {}):
+        n = new["summary"][way]["memory"].get(new["summary"][way]["verdict_metric"], {})
+        o = old.get("summary", {}).get(way, {}).get("memory", {}).get(new["summary"][way]["verdict_metric"], {})
+        problems = []
+        if fail_above is not None and n.get("n") and n["slope_mb_per_iter"] > fail_above:
+            problems.append(f"slope above {fail_above:g}")
+        if o.get("n") and n.get("n") and n["slope_low"] > o["slope_high"]:
+            problems.append("grew significantly")
+        failed = failed or bool(problems)
+        lines.append(f"{way:10} {_slope(o):32} {_slope(n):32} {'FAIL: ' + ', '.join(problems) if problems else 'ok'}")
+    return "\n".join(lines), failed
+
+
+def plot(results: dict, path: Path) -> Path:
+    """Memory per iteration for every way, with the fitted slope and the warm-up cut marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [("rss_mb", "RSS (MB)"), ("rss_anon_mb", "RssAnon (MB)")]
+    fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(17, 4.8), squeeze=False)
+    for ax, (metric, label) in zip(axes[0], metrics):
+        for way, records in results["iterations"].items():
+            pairs = [(r.get("iteration", i + 1), r.get(metric)) for i, r in enumerate(records) if r.get(metric) is not None]
+            if not pairs:
+                continue
+            xs, ys = zip(*pairs)
+            line, = ax.plot(xs, ys, marker=".", linewidth=1, label=way)
+            analysis = results["summary"][way]["memory"].get(metric)
+            if analysis and analysis.get("n", 0) > 1:
+                start = analysis["warmup"] + 1 if analysis["warmup"] else xs[0]
+                fit_x = [x for x in xs if x >= start]
+                ax.plot(fit_x, [analysis["intercept_mb"] + analysis["slope_mb_per_iter"] * x for x in fit_x],
+                        linestyle="--", color=line.get_color(),
+                        label=f"{way} fit {analysis['slope_mb_per_iter']:+.3f} MB/iter ({analysis['shape']})")
+                if analysis["warmup"]:
+                    ax.axvline(analysis["warmup"] + 0.5, color=line.get_color(), linestyle=":", linewidth=1)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    growth = axes[0][-1]  # small growth is invisible beside a steep one: each way against its own first sample
+    for way, records in results["iterations"].items():
+        pairs = [(r.get("iteration", i + 1), r.get("rss_anon_mb")) for i, r in enumerate(records) if r.get("rss_anon_mb") is not None]
+        if pairs:
+            growth.plot([x for x, _ in pairs], [(y - pairs[0][1]) * 1024 for _, y in pairs], marker=".", linewidth=1, label=way)
+    growth.set_yscale("symlog", linthresh=64)
+    growth.set_xlabel("iteration")
+    growth.set_ylabel("RssAnon growth since first sample (KB, symlog)")
+    growth.grid(alpha=0.3)
+    growth.legend(fontsize=8)
+    engine = results.get("config", {}).get("engine", "")
+    failed = [f"{w}: {s.get('message')}" for w, s in results.get("ways", {}).items() if s.get("status") not in (None, "completed")]
+    fig.suptitle(f"Memory per iteration ({engine}; dotted line: warm-up cut)" + ("\n" + "; ".join(failed) if failed else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def verdict_lines(results: dict) -> list[str]:
+    return [results["verdicts"][w] for w in results.get("verdicts", {})]
+
+
+__all__ = ["table", "compare", "plot", "verdict_lines", "stats"]

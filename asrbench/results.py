@@ -1,0 +1,236 @@
+"""The results format: one JSON file per run, with a version, metadata, config, per-way status, summary and every iteration.
+
+A worker's journal (JSON lines) is the raw material; everything in the summary can be recomputed from the
+iterations alone, so a file written by hand with just `iteration` and `rss_mb` per record can be analysed too.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from . import __version__, memory, stats, text
+from .config import PROJECT_DIR, RunConfig
+
+SCHEMA_VERSION = 1
+MEMORY_METRICS = ("rss_mb", "rss_anon_mb", "rss_file_mb", "uss_mb", "rss_anon_trimmed_mb", "py_traced_mb")
+PRIMARY_METRIC = "rss_anon_mb"  # model weights are read into anonymous memory, so a leak shows here
+
+
+class ResultsError(Exception):
+    """A results file that cannot be read or is not in this format."""
+
+
+def read_journal(path: Path) -> dict:
+    """Events of one worker: its start event, iterations in order, and how it ended (done, error or nothing)."""
+    journal = {"start": None, "iterations": [], "end": None}
+    if not Path(path).exists():
+        return journal
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line cut short by a kill: everything before it is whole
+            kind = event.pop("event", None)
+            if kind == "iteration":
+                journal["iterations"].append(event)
+            elif kind == "start":
+                journal["start"] = event
+            elif kind in ("done", "error"):
+                journal["end"] = {"event": kind, **event}
+    return journal
+
+
+def summarise_way(records: list[dict], warmup: int | None, threshold_mb: float) -> dict:
+    numbers = [r.get("iteration", i + 1) for i, r in enumerate(records)]
+
+    def series(key):
+        return [r.get(key) for r in records]
+
+    def spread(key):
+        return {"median": stats.median(series(key)), "p95": stats.percentile(series(key), 95)}
+
+    analyses = {
+        metric: stats.analyse(series(metric), numbers, warmup, threshold_mb)
+        for metric in MEMORY_METRICS
+        if any(v is not None for v in series(metric))
+    }
+    primary = analyses.get(PRIMARY_METRIC) or analyses.get("rss_mb") or {"n": 0}
+    summary = {
+        "iterations": len(records),
+        "memory": analyses,
+        "verdict_metric": PRIMARY_METRIC if PRIMARY_METRIC in analyses else "rss_mb",
+        "verdict": primary.get("verdict", "no data"),
+        "load_s": {"first": next((v for v in series("load_s") if v is not None), None),
+                   "mean": stats.mean(series("load_s"))},
+        "ttft_ms": spread("ttft_ms"),
+        "request_s": spread("request_s"),
+        "chars_per_s_mean": stats.mean(series("chars_per_s")),
+        "rtf_mean": stats.mean(series("rtf")),
+        "wer_mean": stats.mean(series("wer")),
+        "cer_mean": stats.mean(series("cer")),
+        "exact_matches": sum(1 for r in records if r.get("exact_match")),
+        "release_failures": sum(1 for r in records if r.get("release_rc") not in (None, 0)),
+        "attribution": attribution(records, analyses),
+    }
+    objects = [v for v in series("binding_objects") if v is not None]
+    if objects:
+        summary["binding_objects_final"] = objects[-1]
+    return summary
+
+
+def attribution(records: list[dict], analyses: dict) -> dict:
+    """How much of the growth is Python heap, how much native, and how much the allocator only retains."""
+    anon = analyses.get(PRIMARY_METRIC, {}).get("slope_mb_per_iter")
+    blocks = [r.get("py_blocks") for r in records]
+    result = {"py_blocks_per_iter": stats.theil_sen([b for b in blocks if b is not None])[0]
+              if any(b is not None for b in blocks) else None}
+    python_mb = analyses.get("py_traced_mb", {}).get("slope_mb_per_iter")
+    result["python_mb_per_iter"] = python_mb
+    result["native_mb_per_iter"] = anon - python_mb if anon is not None and python_mb is not None else None
+    trimmed = analyses.get("rss_anon_trimmed_mb", {}).get("slope_mb_per_iter")
+    result["allocator_retained_mb_per_iter"] = anon - trimmed if anon is not None and trimmed is not None else None
+    return result
+
+
+def score_iterations(records: list[dict], reference: str, language: str) -> None:
+    """Add each transcript's zh-TW and normalised text and its WER/CER (workers record only the raw text)."""
+    for record in records:
+        if reference and record.get("raw_transcript") is not None and "wer" not in record:
+            record.update(text.score(record["raw_transcript"], reference, language))
+
+
+def summarise(results: dict) -> dict:
+    """(Re)compute summary and verdicts from the iterations and config of a results document."""
+    config = results.get("config", {})
+    for records in results.get("iterations", {}).values():
+        score_iterations(records, config.get("reference_text", ""), config.get("language", "Chinese"))
+    warmup, threshold = config.get("warmup"), config.get("leak_threshold_mb", 0.05)
+    results["summary"] = {}
+    results["verdicts"] = {}
+    for way, records in results.get("iterations", {}).items():
+        summary = summarise_way(records, warmup, threshold)
+        results["summary"][way] = summary
+        line = stats.verdict_line(way, summary["memory"].get(summary["verdict_metric"], {"n": 0}))
+        status = results.get("ways", {}).get(way, {})
+        if status.get("status") not in (None, "completed"):
+            line += f" ({status.get('message', status['status'])})"
+        results["verdicts"][way] = line
+    return results
+
+
+def git_sha(path: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def pinned_chatllm_sha() -> str | None:
+    """The submodule commit this project pins, for an engine built from a copy without git (the Docker image)."""
+    try:
+        out = subprocess.run(["git", "-C", str(PROJECT_DIR), "ls-tree", "HEAD", "chatllm.cpp"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    fields = out.stdout.split()
+    return fields[2] if out.returncode == 0 and len(fields) >= 3 else None
+
+
+def file_facts(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        return {"path": path}
+    digest = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(p), "size_bytes": p.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def collect_metadata(config: RunConfig) -> dict:
+    """What a reader needs to reproduce or distrust the figures."""
+    meta = {
+        "tool": f"asrbench {__version__}",
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "project_sha": git_sha(PROJECT_DIR),
+        "engine": config.engine,
+        "threads": config.threads,
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "glibc": "-".join(platform.libc_ver()),
+        "os": platform.platform(),
+        "allocator": memory.allocator(),
+        "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
+        "audio": file_facts(config.audio),
+    }
+    if config.engine == "chatllm":
+        meta["chatllm_sha"] = git_sha(Path(config.chatllm_dir)) or pinned_chatllm_sha()
+        meta["model"] = file_facts(config.model)
+    return meta
+
+
+def write_atomically(path: Path, document: dict) -> None:
+    """Temporary file in the same folder, then rename: a reader never sees half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(document, f, ensure_ascii=False, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(path: Path) -> dict:
+    """A results file, or a run folder whose parent died before writing one (rebuilt from the journals)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "comparison_results.json").is_file():
+            return load(path / "comparison_results.json")
+        journals = sorted(path.glob("*.jsonl"))
+        if not journals:
+            raise ResultsError(f"{path} holds no results file and no worker journal (*.jsonl)")
+        config = RunConfig.load(path / "config.json").to_dict() if (path / "config.json").is_file() else {}
+        return {"schema_version": SCHEMA_VERSION, "config": config, "metadata": {}, "ways": {},
+                "iterations": {j.stem: read_journal(j)["iterations"] for j in journals}}
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"results file {path} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ResultsError(f"{path} is not a readable JSON results file ({e})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("iterations"), dict):
+        raise ResultsError(f"{path} has no 'iterations' object: see docs/results-format.md")
+    version = document.get("schema_version", SCHEMA_VERSION)
+    if version > SCHEMA_VERSION:
+        raise ResultsError(f"{path} is schema_version {version}; this tool reads up to {SCHEMA_VERSION}: update it")
+    for way, records in document["iterations"].items():
+        if not isinstance(records, list) or not all(isinstance(r, dict) and "rss_mb" in r for r in records):
+            raise ResultsError(f"{path}: iterations.{way} must be a list of records, each with at least rss_mb")
+    document.setdefault("config", {})
+    document.setdefault("ways", {})
+    return document

@@ -1,0 +1,140 @@
+"""One way of repeated inference, run in a fresh process: `python -m asrbench.worker CONFIG WAY OUT`.
+
+Each finished iteration is appended to OUT as one JSON line and flushed at once, so whatever
+happens to this process later, every measured iteration is already on disk. Transcripts are scored
+by the parent, so the text pipeline's own allocations never show in this process's memory.
+"""
+
+import json
+import os
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+from . import memory
+from .config import RunConfig
+from .engine import ChatLLMEngine, EngineError, SyntheticEngine, SyntheticSettings
+
+
+def open_engine(config: RunConfig):
+    if config.engine == "chatllm":
+        return ChatLLMEngine(config.chatllm_dir, config.model, config.threads, config.context_length, config.language)
+    if config.engine == "synthetic":
+        return SyntheticEngine(SyntheticSettings.parse(config.synthetic))
+    if config.engine == "faster-whisper":
+        from .whisper import FasterWhisperEngine
+
+        return FasterWhisperEngine(config.threads)
+    raise ValueError(f"unknown engine {config.engine}")
+
+
+# How each way ends an iteration: chatllm_destroy, restart(), or only dropping the Python reference
+# (all a user of the binding's ChatLLM class can do, since it has no destroy()).
+RELEASE = {"recreate": "destroy", "restart": "restart", "recreate-drop": "drop"}
+
+
+class Journal:
+    """Appends events as JSON lines, each flushed when written."""
+
+    def __init__(self, path: Path):
+        self.file = open(path, "a", encoding="utf-8")
+        self.iteration = 0  # the iteration under way, for an error event
+
+    def write(self, event: str, **fields) -> None:
+        self.file.write(json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n")
+        self.file.flush()
+
+
+class Iteration:
+    """Measures one iteration: timings, memory at each step, transcript and its score."""
+
+    def __init__(self, config: RunConfig, engine, way: str, number: int):
+        self.config, self.engine, self.way, self.number = config, engine, way, number
+        self.record = {"way": way, "iteration": number, "load_s": None, "release_rc": None,
+                       "memory": {"after_load": None}}
+
+    def sample(self, point: str) -> None:
+        every = self.config.uss_every
+        with_uss = bool(every) and (self.number == 1 or self.number % every == 0) and point == "after_release"
+        self.record["memory"][point] = memory.sample(with_uss=with_uss, trim=self.config.malloc_trim)
+
+    def load(self):
+        started = time.perf_counter()
+        handle = self.engine.create()
+        self.record["load_s"] = time.perf_counter() - started
+        self.sample("after_load")
+        return handle
+
+    def transcribe(self, handle) -> None:
+        result = self.engine.transcribe(handle, Path(self.config.audio))
+        if not result.ended:
+            raise EngineError(f"generation stopped without its end callback after {result.chars} characters")
+        audio_s = self.config.audio_seconds
+        self.record.update(
+            ttft_ms=None if result.ttft_s is None else result.ttft_s * 1000,
+            request_s=result.request_s,
+            chars=result.chars,
+            chunks=result.chunks,
+            chars_per_s=result.chars_per_s,
+            rtf=result.request_s / audio_s if audio_s else None,
+            raw_transcript=result.text,
+        )
+        self.sample("after_transcribe")
+
+    def release(self, handle, how: str) -> None:
+        started = time.perf_counter()
+        if how == "destroy":
+            self.record["release_rc"] = self.engine.destroy(handle)
+        elif how == "restart":
+            self.engine.restart(handle)
+        self.record["release_s"] = time.perf_counter() - started
+        self.sample("after_release")
+
+    def finish(self) -> dict:
+        self.record.update(self.record["memory"]["after_release"])  # the series the statistics read
+        self.record.update(self.engine.counters())
+        self.record["time"] = time.time()
+        return self.record
+
+
+def run(config: RunConfig, way: str, journal: Journal) -> None:
+    if config.tracemalloc:
+        tracemalloc.start()
+    baseline = memory.sample(with_uss=True)
+    engine = open_engine(config)
+    journal.write("start", way=way, pid=os.getpid(), python=sys.version.split()[0], baseline=baseline,
+                  after_engine_import=memory.sample(with_uss=True), engine=engine.describe(),
+                  allocator=memory.allocator(), malloc_arena_max=os.environ.get("MALLOC_ARENA_MAX"))
+    release = RELEASE[way]
+    handle = None
+    for number in range(1, config.iterations + 1):
+        journal.iteration = number
+        step = Iteration(config, engine, way, number)
+        if handle is None:
+            handle = step.load()
+        step.transcribe(handle)
+        # what this iteration measured so far survives a crash inside the release step (chatllm_destroy may abort)
+        journal.write("unfinished", release=release, record=step.record)
+        step.release(handle, release)
+        if release != "restart":
+            handle = None  # 'drop' leaves the object to the binding, which never lets go of it
+        journal.write("iteration", **step.finish())
+    journal.write("done", iterations=config.iterations)
+
+
+def main(argv: list[str]) -> int:
+    config_path, way, out = argv
+    config = RunConfig.load(Path(config_path))
+    journal = Journal(Path(out))
+    try:
+        run(config, way, journal)
+    except Exception as e:  # recorded for the parent, which reports it; the process exits non-zero
+        journal.write("error", iteration=journal.iteration, type=e.__class__.__name__, message=str(e))
+        print(f"{way}: {e.__class__.__name__}: {e}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

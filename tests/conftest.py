@@ -1,0 +1,42 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+CHATLLM_DIR = Path(os.environ.get("CHATLLM_DIR") or PROJECT / "chatllm.cpp")
+TINY_MODEL = PROJECT / "models" / "tiny-qwen3-asr.bin"
+SAMPLE = PROJECT / "samples" / "phoneNumber1-zh-TW.wav"
+
+
+def run_tool(*args, env=None, timeout=300, script="run_comparison.py", **kwargs):
+    """Run one of the project's scripts as a user would, in a fresh process."""
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, str(PROJECT / script), *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=PROJECT, **kwargs)
+
+
+def results_of(output: Path) -> dict:
+    return json.loads((Path(output) / "comparison_results.json").read_text(encoding="utf-8"))
+
+
+def synthetic(output, *args, iterations=5, settings="", **kwargs):
+    return run_tool("--engine", "synthetic", "--iterations", iterations, "--output", output, "--synthetic", settings,
+                    "--no-plot", "--quiet", *args, **kwargs)
+
+
+@pytest.fixture
+def chatllm_dir() -> Path:
+    if not (CHATLLM_DIR / "bindings" / "libchatllm.so").is_file():
+        pytest.skip(f"libchatllm is not built in {CHATLLM_DIR} (git submodule update --init && make engine)")
+    return CHATLLM_DIR
+
+
+@pytest.fixture
+def tiny_model(chatllm_dir) -> Path:
+    if not TINY_MODEL.is_file():
+        pytest.skip(f"{TINY_MODEL.name} is missing (make tiny-model)")
+    return TINY_MODEL

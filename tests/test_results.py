@@ -1,0 +1,108 @@
+import json
+
+import pytest
+
+from asrbench import results
+from asrbench.report import compare, table
+
+
+def record(i, rss, **extra):
+    return {"iteration": i, "rss_mb": rss, "rss_anon_mb": rss - 20, "ttft_ms": 10.0 * i, "request_s": 0.1 * i,
+            "wer": 0.0, "cer": 0.0, "exact_match": True, "load_s": 1.0, "release_rc": 0, **extra}
+
+
+def document(ways):
+    return {"schema_version": 1, "config": {"leak_threshold_mb": 0.05}, "ways": {},
+            "iterations": {w: [record(i, start + slope * (i - 1)) for i in range(1, n + 1)] for w, (start, slope, n) in ways.items()}}
+
+
+def test_summary_of_a_known_series():
+    doc = results.summarise(document({"recreate": (100.0, 2.0, 11), "restart": (300.0, 0.0, 11)}))
+    rss = doc["summary"]["recreate"]["memory"]["rss_mb"]
+    assert (rss["initial_mb"], rss["final_mb"], rss["growth_mb"]) == (100.0, 120.0, 20.0)
+    assert rss["mb_per_iter_naive"] == pytest.approx(2.0)
+    assert rss["slope_mb_per_iter"] == pytest.approx(2.0)
+    assert doc["summary"]["recreate"]["verdict"] == "LEAK"
+    assert doc["summary"]["restart"]["verdict"] == "no leak"
+    ttft = doc["summary"]["recreate"]["ttft_ms"]
+    assert ttft["median"] == pytest.approx(60.0)
+    assert ttft["p95"] == pytest.approx(105.0)   # numpy's linear percentile of 10..110
+    assert doc["summary"]["recreate"]["exact_matches"] == 11
+    assert doc["verdicts"]["recreate"].startswith("recreate: LEAK +2 MB/iter")
+
+
+def test_failed_destroys_are_counted():
+    doc = document({"recreate": (100.0, 0.0, 4)})
+    doc["iterations"]["recreate"][2]["release_rc"] = -1
+    assert results.summarise(doc)["summary"]["recreate"]["release_failures"] == 1
+
+
+def test_table_shows_every_way_and_the_verdicts():
+    doc = results.summarise(document({"recreate": (100.0, 2.0, 11), "restart": (300.0, 0.0, 11)}))
+    printed = table(doc)
+    assert "recreate" in printed.splitlines()[0] and "restart" in printed.splitlines()[0]
+    assert "RssAnon MB/iter, Theil-Sen [95% CI]" in printed
+    assert printed.splitlines()[-1].startswith("restart: no leak")
+
+
+def test_results_file_written_atomically_and_read_back(tmp_path):
+    doc = results.summarise(document({"restart": (300.0, 0.0, 5)}))
+    path = tmp_path / "r.json"
+    results.write_atomically(path, doc)
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+    assert results.load(path)["iterations"] == doc["iterations"]
+
+
+def test_a_hand_written_file_with_only_rss_can_be_analysed(tmp_path):
+    path = tmp_path / "hand.json"
+    path.write_text(json.dumps({"iterations": {"restart": [{"iteration": i, "rss_mb": 500 + i} for i in range(1, 31)]}}))
+    doc = results.summarise(results.load(path))
+    assert doc["summary"]["restart"]["verdict_metric"] == "rss_mb"
+    assert doc["summary"]["restart"]["memory"]["rss_mb"]["slope_mb_per_iter"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("content, complaint", [
+    ("not json", "not a readable JSON"),
+    ('{"schema_version": 1}', "no 'iterations'"),
+    ('{"iterations": {"restart": [{"iteration": 1}]}}', "at least rss_mb"),
+    ('{"schema_version": 99, "iterations": {}}', "schema_version 99"),
+])
+def test_bad_results_files_are_refused_with_the_reason(tmp_path, content, complaint):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(results.ResultsError, match=complaint):
+        results.load(path)
+
+
+def test_journal_cut_short_keeps_every_whole_line(tmp_path):
+    path = tmp_path / "restart.jsonl"
+    lines = [json.dumps({"event": "start", "pid": 1})] + [json.dumps({"event": "iteration", **record(i, 100)}) for i in (1, 2)]
+    path.write_text("\n".join(lines) + '\n{"event": "iteration", "iter')
+    journal = results.read_journal(path)
+    assert [r["iteration"] for r in journal["iterations"]] == [1, 2]
+    assert journal["start"]["pid"] == 1 and journal["end"] is None
+
+
+def test_a_run_folder_without_results_file_is_rebuilt_from_journals(tmp_path):
+    (tmp_path / "restart.jsonl").write_text("".join(json.dumps({"event": "iteration", **record(i, 100 + i)}) + "\n" for i in range(1, 8)))
+    doc = results.summarise(results.load(tmp_path))
+    assert doc["summary"]["restart"]["iterations"] == 7
+
+
+def test_compare_fails_above_the_limit_and_on_significant_growth():
+    old = results.summarise(document({"restart": (300.0, 0.0, 20)}))
+    new = results.summarise(document({"restart": (300.0, 1.0, 20)}))
+    text, failed = compare(old, new, fail_above=5.0)
+    assert failed and "grew significantly" in text
+    text, failed = compare(old, old, fail_above=5.0)
+    assert not failed
+    text, failed = compare(new, new, fail_above=0.5)
+    assert failed and "slope above 0.5" in text
+
+
+def test_transcripts_are_scored_when_the_results_are_assembled():
+    doc = {"config": {"reference_text": "0900073331", "language": "Chinese"},
+           "iterations": {"restart": [{"iteration": 1, "rss_mb": 1.0, "raw_transcript": "零九零零零七三三三二"}]}}
+    record = results.summarise(doc)["iterations"]["restart"][0]
+    assert record["text_itn"] == "0900073332"
+    assert record["cer"] == pytest.approx(0.1)
