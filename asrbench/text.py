@@ -77,10 +77,10 @@ CHINESE_WORDS = jiwer.Compose(
     _COMMON + [SplitCJKCharacters(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(), jiwer.ReduceToListOfListOfWords()]
 )
 CHINESE_CHARS = jiwer.Compose(_COMMON + [jiwer.RemoveWhiteSpace(replace_by_space=False), jiwer.ReduceToListOfListOfChars()])
-ENGLISH_WORDS = jiwer.Compose(
-    _COMMON + [jiwer.RemoveMultipleSpaces(), jiwer.Strip(), jiwer.ReduceToListOfListOfWords()]
-)
-ENGLISH_CHARS = jiwer.Compose(_COMMON + [jiwer.RemoveMultipleSpaces(), jiwer.Strip(), jiwer.ReduceToListOfListOfChars()])
+_ENGLISH = [jiwer.ToLowerCase(), jiwer.ExpandCommonEnglishContractions(), RemoveAllPunctuation(),
+            jiwer.RemoveMultipleSpaces(), jiwer.Strip()]
+ENGLISH_WORDS = jiwer.Compose(_ENGLISH + [jiwer.ReduceToListOfListOfWords()])
+ENGLISH_CHARS = jiwer.Compose(_ENGLISH + [jiwer.ReduceToListOfListOfChars()])
 
 
 def is_chinese(language: str) -> bool:

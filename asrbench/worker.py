@@ -82,13 +82,16 @@ class Iteration:
         )
         self.sample("after_transcribe")
 
-    def release(self, handle, how: str) -> None:
+    def release(self, held: list, how: str) -> None:
+        """End the iteration; for destroy and drop the worker's own reference is gone before memory is sampled."""
+        handle = held[0] if how == "restart" else held.pop()
         started = time.perf_counter()
         if how == "destroy":
             self.record["release_rc"] = self.engine.destroy(handle)
         elif how == "restart":
             self.engine.restart(handle)
         self.record["release_s"] = time.perf_counter() - started
+        del handle
         self.sample("after_release")
 
     def finish(self) -> dict:
@@ -107,18 +110,16 @@ def run(config: RunConfig, way: str, journal: Journal) -> None:
                   after_engine_import=memory.sample(with_uss=True), engine=engine.describe(),
                   allocator=memory.allocator(), malloc_arena_max=os.environ.get("MALLOC_ARENA_MAX"))
     release = RELEASE[way]
-    handle = None
+    held = []  # the engine object, while this way keeps one
     for number in range(1, config.iterations + 1):
         journal.iteration = number
         step = Iteration(config, engine, way, number)
-        if handle is None:
-            handle = step.load()
-        step.transcribe(handle)
+        if not held:
+            held.append(step.load())
+        step.transcribe(held[0])
         # what this iteration measured so far survives a crash inside the release step (chatllm_destroy may abort)
         journal.write("unfinished", release=release, record=step.record)
-        step.release(handle, release)
-        if release != "restart":
-            handle = None  # 'drop' leaves the object to the binding, which never lets go of it
+        step.release(held, release)
         journal.write("iteration", **step.finish())
     journal.write("done", iterations=config.iterations)
 

@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-speak() {  # speak VOICE TEXT OUT.wav
-  espeak-ng -v "$1" -s 140 -w "$3.raw.wav" "$2"
+speak() {  # speak VOICE TEXT OUT.wav [WORDS_PER_MINUTE]
+  espeak-ng -v "$1" -s "${4:-140}" -w "$3.raw.wav" "$2"
   ffmpeg -nostdin -loglevel error -y -i "$3.raw.wav" -ar 16000 -ac 1 -c:a pcm_s16le -fflags +bitexact -flags:a +bitexact "$3"
   rm -f "$3.raw.wav"
 }
@@ -16,5 +16,5 @@ speak cmn-latn-pinyin "ling2 jiu3 ling2 ling2 ling2 qi1 san1 san1 san1 yi1" phon
 printf '0900073331\n' > phoneNumber1-zh-TW.txt
 
 # English sentence for the faster-whisper engine.
-speak en-us "The quick brown fox jumps over the lazy dog." quickBrownFox-en.wav
+speak en-us "The quick brown fox jumps over the lazy dog." quickBrownFox-en.wav 120
 printf 'The quick brown fox jumps over the lazy dog.\n' > quickBrownFox-en.txt
