@@ -2,14 +2,18 @@
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from . import report, results, text
-from .config import (DEFAULT_AUDIO, DEFAULT_MODEL, ENGINES, PROJECT_DIR, WAYS, RunConfig, UsageError, checked_int,
-                     env_int, validate)
+from .config import (DEFAULT_AUDIO, DEFAULT_MODEL, ENGINES, PROJECT_DIR, WAYS, RunConfig, UsageError, check_output,
+                     checked_int, env_int, validate)
+from .engine import EngineError
+from .runner import compare_ways
+from .worker import open_engine
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -45,6 +49,7 @@ def engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context-length", help="context length (default $CONTEXT_LENGTH or 4096)")
     parser.add_argument("--language", help="language passed to the model (default $ASR_LANGUAGE or Chinese)")
     parser.add_argument("--chatllm-dir", help="chatllm.cpp checkout (default $CHATLLM_DIR or ./chatllm.cpp)")
+    parser.add_argument("--engine-args", default="", help="extra chatllm.cpp options, e.g. '-t 0' for greedy decoding")
 
 
 def base_config(args) -> RunConfig:
@@ -62,8 +67,13 @@ def base_config(args) -> RunConfig:
         language = language or "English"
     else:
         audio = args.audio
+    try:
+        extra = shlex.split(args.engine_args)
+    except ValueError as e:
+        raise UsageError(f"--engine-args cannot be split into options ({e}): quote it as a shell would") from None
     return RunConfig(
         engine=engine,
+        engine_args=extra,
         chatllm_dir=args.chatllm_dir or os.environ.get("CHATLLM_DIR") or str(PROJECT_DIR / "chatllm.cpp"),
         model=args.model or str(DEFAULT_MODEL),
         audio=audio,
@@ -129,15 +139,14 @@ def main_comparison(argv=None) -> int:
         config.warmup, config.leak_threshold_mb, config.synthetic = args.warmup, args.leak_threshold, args.synthetic
         validate(config)
         output = Path(args.output)
-        from .config import check_output
-
         check_output(output)
-        from .runner import compare_ways
-
         document, code = compare_ways(config, output, quiet=args.quiet, plot=not args.no_plot)
     except (UsageError, results.ResultsError) as e:
         print(f"run_comparison.py: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before any worker started: nothing measured yet
+        print("run_comparison.py: interrupted before the first worker started", file=sys.stderr)
+        return 130
     print(report.table(document))
     if not args.quiet:
         print(f"\nresults: {Path(document['run_dir']) / 'comparison_results.json'} (copied to {output / 'comparison_results.json'})")
@@ -158,8 +167,6 @@ def main_asr(argv=None) -> int:
         config = base_config(args)
         config.ways = ["restart"]
         validate(config, need_reference=bool(args.reference))
-        from .worker import open_engine
-
         engine = open_engine(config)
         started = time.perf_counter()
         handle = engine.create()
@@ -168,6 +175,9 @@ def main_asr(argv=None) -> int:
     except UsageError as e:
         print(f"run_asr.py: error: {e}", file=sys.stderr)
         return 2
+    except EngineError as e:
+        print(f"run_asr.py: error: {e}", file=sys.stderr)
+        return 1
     print(f"transcript:       {result.text}")
     texts = text.score(result.text, config.reference_text, config.language) if config.reference_text else \
         text.normalize_transcript(result.text, config.language)

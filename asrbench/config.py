@@ -46,6 +46,7 @@ class RunConfig:
     warmup: int | None = None
     leak_threshold_mb: float = 0.05
     synthetic: str = ""
+    engine_args: list = field(default_factory=list)  # extra chatllm.cpp options, e.g. ["-t", "0"] for greedy decoding
 
     def to_dict(self) -> dict:
         return asdict(self)

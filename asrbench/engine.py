@@ -121,7 +121,8 @@ class ChatLLMEngine:
 
     name = "chatllm"
 
-    def __init__(self, chatllm_dir, model: str, threads: int, context_length: int, language: str):
+    def __init__(self, chatllm_dir, model: str, threads: int, context_length: int, language: str,
+                 extra_args: list[str] = ()):
         self.binding = load_binding(chatllm_dir)
         self.lib = self.binding.LibChatLLM(str(library_path(chatllm_dir).parent), model_storage=str(MODELS_DIR))
         destroy = self.lib._lib.chatllm_destroy  # the C API has it; the Python class does not
@@ -129,7 +130,8 @@ class ChatLLMEngine:
         destroy.restype = ctypes.c_int
         self._destroy = destroy
         self.params = ["-m", model, "-n", str(threads), "-c", str(context_length),
-                       "--format", "chat", "--set", "language", language, "--multimedia_file_tags", "{{", "}}"]
+                       "--format", "chat", "--set", "language", language, "--multimedia_file_tags", "{{", "}}",
+                       *extra_args]
         self.safe_copies: dict[str, Path] = {}
         self.clock = StreamClock()
         self.messages: list[str] = []

@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-from . import stats
-
 
 def _fmt(value, spec: str = ".1f", unit: str = "") -> str:
     if value is None:
@@ -151,9 +149,3 @@ def plot(results: dict, path: Path) -> Path:
     plt.close(fig)
     return Path(path)
 
-
-def verdict_lines(results: dict) -> list[str]:
-    return [results["verdicts"][w] for w in results.get("verdicts", {})]
-
-
-__all__ = ["table", "compare", "plot", "verdict_lines", "stats"]

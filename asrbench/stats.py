@@ -7,7 +7,8 @@ import pymannkendall
 from scipy import stats
 
 NOISE_FLOOR_MB = 0.5   # RSS moves by whole pages and allocator chunks: smaller steps are not a shape
-ALPHA = 0.05
+ALPHA = 0.05           # the slope's interval is 95 %
+TREND_ALPHA = 0.01     # growth needs the trend test below 1 % as well: two 5 % gates still let through ~1 clean run in 30
 
 
 def percentile(values, q: float):
@@ -70,7 +71,7 @@ def trend_p_value(y) -> float:
 def growing(y) -> bool:
     y = np.asarray(y, dtype=float)
     _, _, low, _ = theil_sen(y)
-    return trend_p_value(y) < ALPHA and low > 0 and float(y[-1] - y[0]) > 0
+    return trend_p_value(y) < TREND_ALPHA and low > 0 and float(y[-1] - y[0]) > 0
 
 
 def shape(y) -> str:
@@ -84,10 +85,18 @@ def shape(y) -> str:
     if total > 0 and 0 < len(jumps) <= max(1, len(steps) // 10) and jumps.sum() >= 0.7 * total:
         return "step"
     slope = theil_sen(y)[0]
-    tail_slope, _, tail_low, _ = theil_sen(y[-max(len(y) // 3, 4):])
-    if tail_low <= 0 or tail_slope < 0.25 * slope:
+    tail = y[-max(len(y) // 3, 4):]
+    tail_slope, _, tail_low, _ = theil_sen(tail)
+    # Theil-Sen shrugs off a few late jumps, so the last third must also not have risen in level
+    if (tail_low <= 0 or tail_slope < 0.25 * slope) and _rise(tail) < 0.25 * _rise(y):
         return "plateau"
     return "linear"
+
+
+def _rise(y) -> float:
+    """How much the level rose from the start to the end of a series (medians of its first and last quarter)."""
+    k = max(len(y) // 4, 1)
+    return float(np.median(y[-k:]) - np.median(y[:k]))
 
 
 def analyse(values, iterations=None, warmup: int | None = None, threshold_mb: float = 0.05) -> dict:

@@ -19,7 +19,8 @@ from .engine import ChatLLMEngine, EngineError, SyntheticEngine, SyntheticSettin
 
 def open_engine(config: RunConfig):
     if config.engine == "chatllm":
-        return ChatLLMEngine(config.chatllm_dir, config.model, config.threads, config.context_length, config.language)
+        return ChatLLMEngine(config.chatllm_dir, config.model, config.threads, config.context_length, config.language,
+                             config.engine_args)
     if config.engine == "synthetic":
         return SyntheticEngine(SyntheticSettings.parse(config.synthetic))
     if config.engine == "faster-whisper":
@@ -47,7 +48,7 @@ class Journal:
 
 
 class Iteration:
-    """Measures one iteration: timings, memory at each step, transcript and its score."""
+    """Measures one iteration: timings, memory at each step and the raw transcript."""
 
     def __init__(self, config: RunConfig, engine, way: str, number: int):
         self.config, self.engine, self.way, self.number = config, engine, way, number

@@ -141,3 +141,7 @@ def test_run_asr_on_the_synthetic_engine_prints_a_scored_transcript():
     assert proc.returncode == 0, proc.stderr
     assert "normalised:       0900073331" in proc.stdout
     assert "WER / CER:        0.000 / 0.000" in proc.stdout
+
+
+def test_engine_args_that_cannot_be_split():
+    one_line_error(run_tool("--engine", "synthetic", "--engine-args", "-t '0"), "--engine-args")
