@@ -115,3 +115,15 @@ def test_each_run_keeps_its_own_folder_and_the_latest_is_copied(tmp_path):
     assert len(runs) == 2
     assert all((run / "comparison_results.json").is_file() for run in runs)
     assert results_of(tmp_path)["run_dir"] == str(runs[-1])
+
+
+def test_no_progress_line_when_output_is_not_a_terminal_and_nothing_but_the_table_when_quiet(tmp_path):
+    from conftest import run_tool
+
+    args = ["--engine", "synthetic", "--ways", "restart", "--iterations", 3, "--synthetic", FAST, "--no-plot"]
+    proc = run_tool(*args, "--output", tmp_path / "a")
+    assert proc.returncode == 0
+    assert "\r" not in proc.stderr + proc.stdout
+    assert proc.stderr.strip() == "restart: completed 3 iterations"
+    quiet = run_tool(*args, "--output", tmp_path / "b", "--quiet")
+    assert quiet.stderr == "" and "results:" not in quiet.stdout and "restart: no leak" in quiet.stdout

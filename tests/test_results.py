@@ -106,3 +106,16 @@ def test_transcripts_are_scored_when_the_results_are_assembled():
     record = results.summarise(doc)["iterations"]["restart"][0]
     assert record["text_itn"] == "0900073332"
     assert record["cer"] == pytest.approx(0.1)
+
+
+def test_report_reproduces_the_summary_of_the_run_that_wrote_it(tmp_path):
+    from conftest import run_tool, synthetic
+
+    assert synthetic(tmp_path, iterations=25, settings="work_ms=1,load_ms=1,noise_mb=2,request_leak_mb=0.3").returncode == 0
+    written = json.loads((tmp_path / "comparison_results.json").read_text())
+    again = results.summarise(results.load(tmp_path / "comparison_results.json"))
+    assert again["summary"] == written["summary"]
+    assert again["verdicts"] == written["verdicts"]
+    report = run_tool("--report", tmp_path / "comparison_results.json", "--no-plot")
+    assert report.returncode == 0
+    assert report.stdout.strip().splitlines()[-2:] == [written["verdicts"]["recreate"], written["verdicts"]["restart"]]

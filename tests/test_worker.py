@@ -67,3 +67,13 @@ def test_a_failing_engine_step_is_an_error_event_and_a_non_zero_exit(tmp_path):
     assert proc.returncode == 3
     assert events[-1]["event"] == "error" and events[-1]["iteration"] == 2
     assert "without its end callback" in events[-1]["message"]
+
+
+def test_the_engine_gets_a_copy_of_the_audio_under_a_shell_safe_path(tmp_path):
+    from asrbench.engine import SAFE_PATH, safe_copy
+
+    evil = tmp_path / 'a"b`c`$(d)\n e.wav'
+    evil.write_bytes(b"RIFF")
+    copy = safe_copy(evil)
+    assert SAFE_PATH.match(str(copy)) and copy.read_bytes() == b"RIFF"
+    assert copy.name == "audio.wav"
