@@ -99,7 +99,7 @@ def comparison_parser() -> argparse.ArgumentParser:
     p.add_argument("--malloc-trim", action="store_true", help="also sample after malloc_trim(0) to separate retention from leaks")
     p.add_argument("--tracemalloc", action="store_true", help="trace the Python heap (slower; for attribution)")
     p.add_argument("--warmup", type=int, help="iterations to drop before fitting (default: detected)")
-    p.add_argument("--leak-threshold", type=number("--leak-threshold"), default=0.05,
+    p.add_argument("--leak-threshold", type=number("--leak-threshold"),
                    help="MB/iteration below which significant growth is 'minor' (default 0.05)")
     p.add_argument("--synthetic", default="", help="synthetic engine settings, e.g. request_leak_mb=0.5,noise_mb=2")
     p.add_argument("--no-plot", action="store_true", help="do not draw memory.png")
@@ -113,6 +113,8 @@ def reanalyse(path: str, args) -> int:
     document = results.load(Path(path))
     if args.warmup is not None:
         document["config"]["warmup"] = args.warmup
+    if args.leak_threshold is not None:
+        document["config"]["leak_threshold_mb"] = args.leak_threshold
     results.summarise(document)
     print(report.table(document))
     if not args.no_plot and any(document["iterations"].values()):
@@ -136,7 +138,9 @@ def main_comparison(argv=None) -> int:
         config.ways = [w.strip() for w in args.ways.split(",") if w.strip()]
         config.timeout_s, config.max_rss_mb = args.timeout, args.max_rss_mb
         config.uss_every, config.malloc_trim, config.tracemalloc = args.uss_every, args.malloc_trim, args.tracemalloc
-        config.warmup, config.leak_threshold_mb, config.synthetic = args.warmup, args.leak_threshold, args.synthetic
+        config.warmup, config.synthetic = args.warmup, args.synthetic
+        if args.leak_threshold is not None:
+            config.leak_threshold_mb = args.leak_threshold
         validate(config)
         output = Path(args.output)
         check_output(output)

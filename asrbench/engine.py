@@ -5,6 +5,7 @@ Every engine offers the same four steps: create (load a model), transcribe, rest
 
 import atexit
 import ctypes
+import hashlib
 import importlib.util
 import random
 import re
@@ -17,6 +18,14 @@ from pathlib import Path
 
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"  # where a downloader spec (:qwen3-asr:0.6b) saves
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class EngineError(RuntimeError):
@@ -166,9 +175,10 @@ class ChatLLMEngine:
     def transcribe(self, llm, audio: Path) -> Transcription:
         # An ASR model takes only text input, with the audio as a {{audio:PATH}} tag, and chatllm.cpp pastes
         # PATH into an ffmpeg shell command: it only ever sees a copy whose path has no shell-special character.
-        path = self.safe_copies.get(str(audio)) or self.safe_copies.setdefault(str(audio), safe_copy(audio))
+        if str(audio) not in self.safe_copies:
+            self.safe_copies[str(audio)] = safe_copy(audio)
         self.clock.start()
-        llm.chat("{{audio:" + str(path) + "}}")
+        llm.chat("{{audio:" + str(self.safe_copies[str(audio)]) + "}}")
         return finish(self.clock, time.perf_counter())
 
     def restart(self, llm) -> None:
@@ -224,17 +234,21 @@ class SyntheticSettings:
         return settings
 
 
+_libc = ctypes.CDLL("libc.so.6")
+_libc.malloc.restype = ctypes.c_void_p
+_libc.malloc.argtypes = [ctypes.c_size_t]
+_libc.free.argtypes = [ctypes.c_void_p]
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+
+
 class NativeBlock:
     """Memory from libc malloc, every page written so that it counts in RssAnon."""
 
-    _libc = ctypes.CDLL("libc.so.6")
-    _libc.malloc.restype = ctypes.c_void_p
-    _libc.malloc.argtypes = [ctypes.c_size_t]
-    _libc.free.argtypes = [ctypes.c_void_p]
-
     def __init__(self, mb: float):
         self.size = int(mb * 1024 * 1024)
-        self.ptr = self._libc.malloc(self.size) if self.size else None
+        self.ptr = _libc.malloc(self.size) if self.size else None
         if self.size and not self.ptr:
             raise MemoryError(f"malloc({self.size}) failed")
         if self.ptr:
@@ -242,23 +256,18 @@ class NativeBlock:
 
     def free(self) -> None:
         if self.ptr:
-            self._libc.free(self.ptr)
+            _libc.free(self.ptr)
             self.ptr = None
 
 
 class MappedBlock:
     """Anonymous pages straight from mmap, written so they count: noise that never fragments the malloc heap."""
 
-    _libc = ctypes.CDLL("libc.so.6")
-    _libc.mmap.restype = ctypes.c_void_p
-    _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-
     def __init__(self, mb: float):
         self.size = int(mb * 1024 * 1024)
         self.ptr = None
         if self.size:
-            ptr = self._libc.mmap(None, self.size, 0x3, 0x22, -1, 0)  # PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
+            ptr = _libc.mmap(None, self.size, 0x3, 0x22, -1, 0)  # PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
             if ptr in (None, ctypes.c_void_p(-1).value):
                 raise MemoryError(f"mmap({self.size}) failed")
             self.ptr = ptr
@@ -266,7 +275,7 @@ class MappedBlock:
 
     def free(self) -> None:
         if self.ptr:
-            self._libc.munmap(self.ptr, self.size)
+            _libc.munmap(self.ptr, self.size)
             self.ptr = None
 
 

@@ -5,7 +5,6 @@ iterations alone, so a file written by hand with just `iteration` and `rss_mb` p
 """
 
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from . import __version__, memory, stats, text
 from .config import PROJECT_DIR, RunConfig
+from .engine import sha256_of
 
 SCHEMA_VERSION = 1
 MEMORY_METRICS = ("rss_mb", "rss_anon_mb", "rss_file_mb", "uss_mb", "rss_anon_trimmed_mb", "py_traced_mb")
@@ -148,11 +148,7 @@ def file_facts(path: str) -> dict:
     p = Path(path)
     if not p.is_file():
         return {"path": path}
-    digest = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return {"path": str(p), "size_bytes": p.stat().st_size, "sha256": digest.hexdigest()}
+    return {"path": str(p), "size_bytes": p.stat().st_size, "sha256": sha256_of(p)}
 
 
 def cpu_model() -> str | None:

