@@ -11,9 +11,8 @@ from pathlib import Path
 from . import report, results, text
 from .config import (DEFAULT_AUDIO, DEFAULT_MODEL, ENGINES, PROJECT_DIR, WAYS, RunConfig, UsageError, check_output,
                      checked_int, env_int, validate)
-from .engine import EngineError
+from .engines import EngineError, open_engine
 from .runner import compare_ways
-from .worker import open_engine
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -61,7 +60,7 @@ def base_config(args) -> RunConfig:
     language = args.language or os.environ.get("ASR_LANGUAGE", "").strip() or None
     engine = args.engine
     if engine == "faster-whisper":
-        from .whisper import DEFAULT_AUDIO as EN_AUDIO
+        from .engines.whisper import DEFAULT_AUDIO as EN_AUDIO
 
         audio = args.audio if args.audio != str(DEFAULT_AUDIO) else str(EN_AUDIO)
         language = language or "English"

@@ -9,12 +9,13 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .engine import SyntheticSettings, library_path
+from .engines import NAMES as ENGINES
+from .engines.chatllm import library_path
+from .engines.synthetic import SyntheticSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 WAYS = ("recreate", "restart")
 OPTIONAL_WAYS = ("recreate-drop",)  # new ChatLLM per request, old one only dereferenced (no chatllm_destroy)
-ENGINES = ("chatllm", "synthetic", "faster-whisper")
 DEFAULT_MODEL = PROJECT_DIR / "models" / "qwen3-asr-0.6b-q4_0.bin"
 DEFAULT_AUDIO = PROJECT_DIR / "samples" / "phoneNumber1-zh-TW.wav"
 SAMPLE_RATE = 16000

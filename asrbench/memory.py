@@ -36,12 +36,12 @@ def python_heap() -> dict:
     return heap
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)  # the one libc handle
 
 
 def malloc_trim() -> bool:
     """Ask glibc to give free heap memory back to the system; True when it released some."""
-    trim = getattr(_libc, "malloc_trim", None)
+    trim = getattr(libc, "malloc_trim", None)
     return bool(trim(0)) if trim else False
 
 

@@ -4,18 +4,13 @@ A worker's journal (JSON lines) is the raw material; everything in the summary c
 iterations alone, so a file written by hand with just `iteration` and `rss_mb` per record can be analysed too.
 """
 
-import datetime
 import json
 import os
-import platform
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__, memory, stats, text
-from .config import PROJECT_DIR, RunConfig
-from .engine import sha256_of
+from . import stats, text
+from .config import RunConfig
 
 SCHEMA_VERSION = 1
 MEMORY_METRICS = ("rss_mb", "rss_anon_mb", "rss_file_mb", "uss_mb", "rss_anon_trimmed_mb", "py_traced_mb")
@@ -123,66 +118,6 @@ def summarise(results: dict) -> dict:
             line += f" ({status.get('message', status['status'])})"
         results["verdicts"][way] = line
     return results
-
-
-def git_sha(path: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def pinned_chatllm_sha() -> str | None:
-    """The submodule commit this project pins, for an engine built from a copy without git (the Docker image)."""
-    try:
-        out = subprocess.run(["git", "-C", str(PROJECT_DIR), "ls-tree", "HEAD", "chatllm.cpp"],
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    fields = out.stdout.split()
-    return fields[2] if out.returncode == 0 and len(fields) >= 3 else None
-
-
-def file_facts(path: str) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        return {"path": path}
-    return {"path": str(p), "size_bytes": p.stat().st_size, "sha256": sha256_of(p)}
-
-
-def cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
-def collect_metadata(config: RunConfig) -> dict:
-    """What a reader needs to reproduce or distrust the figures."""
-    meta = {
-        "tool": f"asrbench {__version__}",
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "project_sha": git_sha(PROJECT_DIR),
-        "engine": config.engine,
-        "threads": config.threads,
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "glibc": "-".join(platform.libc_ver()),
-        "os": platform.platform(),
-        "allocator": memory.allocator(),
-        "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
-        "audio": file_facts(config.audio),
-    }
-    if config.engine == "chatllm":
-        meta["chatllm_sha"] = git_sha(Path(config.chatllm_dir)) or pinned_chatllm_sha()
-        meta["model"] = file_facts(config.model)
-    return meta
 
 
 def write_atomically(path: Path, document: dict) -> None:

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import memory, report, results
+from . import memory, metadata, report, results
 from .config import PROJECT_DIR, RunConfig
 
 POLL_S = 0.2
@@ -203,7 +203,7 @@ def compare_ways(config: RunConfig, output: Path, quiet: bool = False, plot: boo
     run_dir = new_run_dir(output, config.engine)
     config.save(run_dir / "config.json")
     document = {"schema_version": results.SCHEMA_VERSION, "status": "running", "run_dir": str(run_dir),
-                "metadata": results.collect_metadata(config), "config": config.to_dict(), "ways": {}, "iterations": {}}
+                "metadata": metadata.collect_metadata(config), "config": config.to_dict(), "ways": {}, "iterations": {}}
     interrupt = Interrupt()
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     progress = Progress(quiet)

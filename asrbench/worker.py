@@ -14,20 +14,7 @@ from pathlib import Path
 
 from . import memory
 from .config import RunConfig
-from .engine import ChatLLMEngine, EngineError, SyntheticEngine, SyntheticSettings
-
-
-def open_engine(config: RunConfig):
-    if config.engine == "chatllm":
-        return ChatLLMEngine(config.chatllm_dir, config.model, config.threads, config.context_length, config.language,
-                             config.engine_args)
-    if config.engine == "synthetic":
-        return SyntheticEngine(SyntheticSettings.parse(config.synthetic))
-    if config.engine == "faster-whisper":
-        from .whisper import FasterWhisperEngine
-
-        return FasterWhisperEngine(config.threads)
-    raise ValueError(f"unknown engine {config.engine}")
+from .engines import EngineError, open_engine
 
 
 # How each way ends an iteration: chatllm_destroy, restart(), or only dropping the Python reference

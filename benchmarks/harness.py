@@ -22,7 +22,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from asrbench import memory, results, text  # noqa: E402
-from asrbench.engine import NativeBlock  # noqa: E402
+from asrbench.engines.synthetic import NativeBlock  # noqa: E402
 
 CHATLLM_DIR = Path(os.environ.get("CHATLLM_DIR") or PROJECT / "chatllm.cpp")
 TINY = PROJECT / "models" / "tiny-qwen3-asr.bin"

@@ -33,7 +33,7 @@ def test_short_comparison_on_faster_whisper(tmp_path):
 
 
 def test_a_tampered_model_is_refused():
-    from asrbench import whisper
+    from asrbench.engines import whisper
 
     saved = dict(whisper.MODEL_SHA256)
     whisper.MODEL_SHA256["config.json"] = "0" * 64

@@ -70,7 +70,7 @@ def test_a_failing_engine_step_is_an_error_event_and_a_non_zero_exit(tmp_path):
 
 
 def test_the_engine_gets_a_copy_of_the_audio_under_a_shell_safe_path(tmp_path):
-    from asrbench.engine import SAFE_PATH, safe_copy
+    from asrbench.engines.chatllm import SAFE_PATH, safe_copy
 
     evil = tmp_path / 'a"b`c`$(d)\n e.wav'
     evil.write_bytes(b"RIFF")

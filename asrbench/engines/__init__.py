@@ -1,0 +1,26 @@
+"""The engines the benchmark drives, each in a module of its own, opened by name from a run's config."""
+
+from .base import EngineError, StreamClock, Transcription, finish
+
+NAMES = ("chatllm", "synthetic", "faster-whisper")
+
+
+def open_engine(config):
+    """The engine a run's config names; heavy imports happen here, in the worker, not in the parent."""
+    if config.engine == "chatllm":
+        from .chatllm import ChatLLMEngine
+
+        return ChatLLMEngine(config.chatllm_dir, config.model, config.threads, config.context_length, config.language,
+                             config.engine_args)
+    if config.engine == "synthetic":
+        from .synthetic import SyntheticEngine, SyntheticSettings
+
+        return SyntheticEngine(SyntheticSettings.parse(config.synthetic))
+    if config.engine == "faster-whisper":
+        from .whisper import FasterWhisperEngine
+
+        return FasterWhisperEngine(config.threads)
+    raise ValueError(f"unknown engine {config.engine}")
+
+
+__all__ = ["EngineError", "NAMES", "StreamClock", "Transcription", "finish", "open_engine"]

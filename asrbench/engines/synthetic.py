@@ -1,0 +1,151 @@
+"""A control engine whose memory behaviour is known: native memory from libc malloc in set amounts, so the tests
+can prove that the instrument finds what is there and nothing else."""
+
+import ctypes
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..memory import libc as _libc
+from .base import StreamClock, Transcription, finish
+
+@dataclass
+class SyntheticSettings:
+    """A control engine whose memory behaviour is known: what it leaks is what the tests expect to see."""
+
+    model_mb: float = 20.0          # allocated at create, freed at destroy
+    create_leak_mb: float = 0.0     # allocated at create, never freed
+    request_leak_mb: float = 0.0    # allocated per transcription, never freed
+    restart_leak_mb: float = 0.0    # allocated per restart, never freed
+    noise_mb: float = 0.0           # a random 0..noise_mb buffer held from one request to the next
+    plateau_after: int = 0          # leaks stop after this many requests (0: never)
+    crash_at: int = 0               # SIGSEGV during this request (0: never)
+    hang_at: int = 0                # never return from this request (0: never)
+    no_end_at: int = 0              # return from this request without the end callback (0: never)
+    load_ms: float = 5.0
+    work_ms: float = 20.0
+    text: str = "零九零零零七三三三一"
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, spec: str) -> "SyntheticSettings":
+        """'request_leak_mb=0.5,noise_mb=2' -> settings; unknown keys or bad numbers raise ValueError."""
+        settings = cls()
+        for item in filter(None, (part.strip() for part in (spec or "").split(","))):
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or key not in cls.__dataclass_fields__:
+                raise ValueError(f"unknown synthetic setting {item!r} (known: {', '.join(cls.__dataclass_fields__)})")
+            current = getattr(settings, key)
+            try:
+                setattr(settings, key, type(current)(value.strip()))
+            except ValueError:
+                raise ValueError(f"synthetic setting {key} needs a {type(current).__name__}, got {value!r}") from None
+            if isinstance(current, (int, float)) and getattr(settings, key) < 0:
+                raise ValueError(f"synthetic setting {key} must not be negative")
+        return settings
+
+
+_libc.malloc.restype = ctypes.c_void_p
+_libc.malloc.argtypes = [ctypes.c_size_t]
+_libc.free.argtypes = [ctypes.c_void_p]
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+
+
+class NativeBlock:
+    """Memory from libc malloc, every page written so that it counts in RssAnon."""
+
+    def __init__(self, mb: float):
+        self.size = int(mb * 1024 * 1024)
+        self.ptr = _libc.malloc(self.size) if self.size else None
+        if self.size and not self.ptr:
+            raise MemoryError(f"malloc({self.size}) failed")
+        if self.ptr:
+            ctypes.memset(self.ptr, 0x5A, self.size)
+
+    def free(self) -> None:
+        if self.ptr:
+            _libc.free(self.ptr)
+            self.ptr = None
+
+
+class MappedBlock:
+    """Anonymous pages straight from mmap, written so they count: noise that never fragments the malloc heap."""
+
+    def __init__(self, mb: float):
+        self.size = int(mb * 1024 * 1024)
+        self.ptr = None
+        if self.size:
+            ptr = _libc.mmap(None, self.size, 0x3, 0x22, -1, 0)  # PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
+            if ptr in (None, ctypes.c_void_p(-1).value):
+                raise MemoryError(f"mmap({self.size}) failed")
+            self.ptr = ptr
+            ctypes.memset(ptr, 0x5A, self.size)
+
+    def free(self) -> None:
+        if self.ptr:
+            _libc.munmap(self.ptr, self.size)
+            self.ptr = None
+
+
+class SyntheticModel:
+    def __init__(self, model: NativeBlock):
+        self.model = model
+
+
+class SyntheticEngine:
+    name = "synthetic"
+
+    def __init__(self, settings: SyntheticSettings):
+        self.settings = settings
+        self.random = random.Random(settings.seed)
+        self.requests = 0
+        self.leaked: list[NativeBlock] = []
+        self.noise: MappedBlock | None = None
+        self.clock = StreamClock()
+
+    def _leak(self, mb: float) -> None:
+        if mb and not (self.settings.plateau_after and self.requests > self.settings.plateau_after):
+            self.leaked.append(NativeBlock(mb))
+
+    def create(self) -> SyntheticModel:
+        time.sleep(self.settings.load_ms / 1000)
+        self._leak(self.settings.create_leak_mb)
+        return SyntheticModel(NativeBlock(self.settings.model_mb))
+
+    def transcribe(self, model: SyntheticModel, audio: Path) -> Transcription:
+        s = self.settings
+        self.requests += 1
+        self.clock.start()
+        if self.requests == s.crash_at:
+            ctypes.string_at(0)  # a real segmentation fault, as a native engine would die
+        if self.requests == s.hang_at:
+            while True:
+                time.sleep(3600)
+        if self.noise:
+            self.noise.free()
+        self.noise = MappedBlock(self.random.uniform(0, s.noise_mb)) if s.noise_mb else None
+        self._leak(s.request_leak_mb)
+        pieces = [s.text[i:i + 2] for i in range(0, len(s.text), 2)] or [""]
+        for piece in pieces:
+            time.sleep(s.work_ms / 1000 / len(pieces))
+            self.clock.chunk(piece)
+        if self.requests != s.no_end_at:
+            self.clock.end()
+        return finish(self.clock, time.perf_counter())
+
+    def restart(self, model: SyntheticModel) -> None:
+        self._leak(self.settings.restart_leak_mb)
+
+    def destroy(self, model: SyntheticModel) -> int:
+        model.model.free()
+        return 0
+
+    def counters(self) -> dict:
+        return {}
+
+    def describe(self) -> dict:
+        return {"engine": self.name, "settings": self.settings.__dict__}
