@@ -1,41 +1,60 @@
-# make setup   installs everything (system packages, Python packages, engine, tiny model where the source is here)
+# make setup   installs everything: system and Python packages, the chatllm.cpp source (submodule, or the archive in
+#              CHATLLM_SOURCE_ARCHIVE when the submodule cannot be fetched), every libchatllm variant the tests use,
+#              and the generated models
 # make test    runs the test suite
 PYTHON ?= python3
-CHATLLM_DIR ?= chatllm.cpp
 BUILD_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export BUILD_THREADS CHATLLM_SOURCE_ARCHIVE
 
-.PHONY: setup system-packages python-packages submodule engine tiny-model samples test bench
+.PHONY: setup system-packages python-packages engine-source engines engine engine-fixed engine-asan \
+        models tiny-model seeded-model samples test bench
 
-setup: system-packages python-packages submodule
-	@if [ -f "$(CHATLLM_DIR)/CMakeLists.txt" ]; then \
-		$(MAKE) engine tiny-model; \
+setup: system-packages python-packages engine-source
+	@if [ -f chatllm.cpp/CMakeLists.txt ]; then \
+		$(MAKE) engines models; \
 	else \
-		echo "setup: chatllm.cpp source not present, so libchatllm and the tiny model were not built;"; \
-		echo "setup: the engine tests will be skipped (git submodule update --init, then make setup again)."; \
+		echo "setup: no chatllm.cpp source, so libchatllm and the models were not built; the engine tests will be skipped."; \
+		echo "setup: fix: git submodule update --init, or CHATLLM_SOURCE_ARCHIVE=/path/to/chatllm.cpp-4a4310e.tar.gz make setup"; \
 	fi
 
 system-packages:
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		ffmpeg espeak-ng cmake g++ make git >/dev/null
+		ffmpeg espeak-ng cmake g++ make git patch ccache libjemalloc2 libtcmalloc-minimal4 >/dev/null
 
 python-packages:
-	$(PYTHON) -m pip install -q -r requirements-dev.txt -r requirements-whisper.txt
+	$(PYTHON) -m pip install -q -r requirements-dev.txt -r requirements-whisper.txt -r requirements-fixture.txt
 
-submodule:
-	@git submodule update --init 2>/dev/null || echo "setup: could not fetch the chatllm.cpp submodule (offline?)"
+# The pinned source: the submodule, or the archive CHATLLM_SOURCE_ARCHIVE names (sha256 checked against the pin).
+engine-source:
+	@tools/build_engine.sh source || true
 
+engines: engine engine-fixed engine-asan
+
+# libchatllm as users build it, from the pinned source: chatllm.cpp/bindings/libchatllm.so
 engine:
 	@command -v ffmpeg >/dev/null || { echo "engine: ffmpeg is not installed (chatllm.cpp decodes audio with it): apt-get install ffmpeg"; exit 1; }
-	@[ -f "$(CHATLLM_DIR)/CMakeLists.txt" ] || { echo "engine: no chatllm.cpp source in $(CHATLLM_DIR): git submodule update --init"; exit 1; }
-	cmake -S "$(CHATLLM_DIR)" -B "$(CHATLLM_DIR)/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-	cmake --build "$(CHATLLM_DIR)/build" --target libchatllm -j $(BUILD_THREADS)
-	@ls -l "$(CHATLLM_DIR)/bindings/libchatllm.so"
+	tools/build_engine.sh build stock
 
+# The same source with patches/*.patch applied to a copy: build/engines/fixed/chatllm.cpp/bindings/libchatllm.so
+engine-fixed:
+	tools/build_engine.sh build fixed
+
+# Both, with AddressSanitizer and LeakSanitizer, for tests/test_sanitizer.py: build/engines/{stock,fixed}-asan/
+engine-asan:
+	tools/build_engine.sh build stock-asan
+	tools/build_engine.sh build fixed-asan
+
+models: tiny-model seeded-model
+
+# Qwen3-ASR at toy size (0.5 MB): models/tiny-qwen3-asr.bin
 tiny-model:
-	$(PYTHON) -m pip install -q -r requirements-fixture.txt
-	$(PYTHON) tools/make_tiny_model.py --chatllm-dir "$(CHATLLM_DIR)"
+	$(PYTHON) tools/make_model.py --size tiny
+
+# Qwen3-ASR-0.6B's dimensions with seeded weights, q4_0 (540 MB): models/seeded-qwen3-asr-0.6b-q4_0.bin
+seeded-model:
+	$(PYTHON) tools/make_model.py --size 0.6b
 
 samples:
 	samples/make_samples.sh

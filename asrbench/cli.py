@@ -12,6 +12,7 @@ from . import report, results, text
 from .config import (DEFAULT_AUDIO, DEFAULT_MODEL, ENGINES, PROJECT_DIR, WAYS, RunConfig, UsageError, check_output,
                      checked_int, env_int, validate)
 from .engines import EngineError, open_engine
+from .engines.chatllm import library_dir
 from .runner import compare_ways
 
 
@@ -49,6 +50,10 @@ def engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--language", help="language passed to the model (default $ASR_LANGUAGE or Chinese)")
     parser.add_argument("--chatllm-dir", help="chatllm.cpp checkout (default $CHATLLM_DIR or ./chatllm.cpp)")
     parser.add_argument("--engine-args", default="", help="extra chatllm.cpp options, e.g. '-t 0' for greedy decoding")
+    parser.add_argument("--library", help="libchatllm to load: stock (as released) or fixed (with patches/; make "
+                                          "engine-fixed); default $CHATLLM_LIBRARY or stock")
+    parser.add_argument("--max-new-tokens", type=int, help="stop generation after N tokens (default: unlimited; 16 for a "
+                                                           "model with seeded weights, which never ends on its own)")
 
 
 def base_config(args) -> RunConfig:
@@ -66,6 +71,7 @@ def base_config(args) -> RunConfig:
         language = language or "English"
     else:
         audio = args.audio
+    library = args.library or os.environ.get("CHATLLM_LIBRARY", "").strip() or "stock"
     try:
         extra = shlex.split(args.engine_args)
     except ValueError as e:
@@ -73,7 +79,10 @@ def base_config(args) -> RunConfig:
     return RunConfig(
         engine=engine,
         engine_args=extra,
-        chatllm_dir=args.chatllm_dir or os.environ.get("CHATLLM_DIR") or str(PROJECT_DIR / "chatllm.cpp"),
+        library=library,
+        chatllm_dir=str(library_dir(library, args.chatllm_dir or os.environ.get("CHATLLM_DIR") or PROJECT_DIR / "chatllm.cpp")),
+        max_new_tokens=args.max_new_tokens,
+        max_new_tokens_why="--max-new-tokens" if args.max_new_tokens is not None else "",
         model=args.model or str(DEFAULT_MODEL),
         audio=audio,
         reference=args.reference or "",
@@ -81,6 +90,16 @@ def base_config(args) -> RunConfig:
         threads=threads,
         context_length=context,
     )
+
+
+DEFAULT_MAX_RSS_WHY = "default: 75% of the memory available at start"
+
+
+def default_max_rss_mb() -> float:
+    """A cap that stops a growing worker well before the kernel's out-of-memory killer, which may take more with it."""
+    import psutil
+
+    return round(psutil.virtual_memory().available / (1024 * 1024) * 0.75)
 
 
 def comparison_parser() -> argparse.ArgumentParser:
@@ -93,7 +112,8 @@ def comparison_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print only the table")
     p.add_argument("--timeout", type=number("--timeout"), default=300.0,
                    help="seconds an iteration may take before its worker is killed (default 300)")
-    p.add_argument("--max-rss-mb", type=number("--max-rss-mb"), help="stop a way when its worker's RSS passes this")
+    p.add_argument("--max-rss-mb", type=number("--max-rss-mb"),
+                   help="stop a way when its worker's RSS passes this (default: 75%% of the memory available at start; 0: no cap)")
     p.add_argument("--uss-every", type=int, default=10, help="sample USS every N iterations (0: never; default 10)")
     p.add_argument("--malloc-trim", action="store_true", help="also sample after malloc_trim(0) to separate retention from leaks")
     p.add_argument("--tracemalloc", action="store_true", help="trace the Python heap (slower; for attribution)")
@@ -135,7 +155,9 @@ def main_comparison(argv=None) -> int:
         config = base_config(args)
         config.iterations = args.iterations
         config.ways = [w.strip() for w in args.ways.split(",") if w.strip()]
-        config.timeout_s, config.max_rss_mb = args.timeout, args.max_rss_mb
+        config.timeout_s = args.timeout
+        config.max_rss_mb, config.max_rss_mb_why = ((args.max_rss_mb or None, "--max-rss-mb") if args.max_rss_mb is not None
+                                                    else (default_max_rss_mb(), DEFAULT_MAX_RSS_WHY))
         config.uss_every, config.malloc_trim, config.tracemalloc = args.uss_every, args.malloc_trim, args.tracemalloc
         config.warmup, config.synthetic = args.warmup, args.synthetic
         if args.leak_threshold is not None:

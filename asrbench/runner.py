@@ -123,7 +123,9 @@ def run_way(config: RunConfig, way: str, run_dir: Path, progress: Progress, inte
             pass
         if config.max_rss_mb and last_rss and last_rss > config.max_rss_mb:
             stop(proc)
-            stopped = ("stopped", f"RSS {last_rss:.0f} MB above --max-rss-mb {config.max_rss_mb:g}")
+            cap = (f"--max-rss-mb {config.max_rss_mb:g}" if config.max_rss_mb_why in ("", "--max-rss-mb") else
+                   f"the cap of {config.max_rss_mb:g} MB ({config.max_rss_mb_why}; --max-rss-mb sets it)")
+            stopped = ("stopped", f"RSS {last_rss:.0f} MB above {cap}")
             break
         time.sleep(POLL_S)
     tail.read()

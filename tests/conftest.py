@@ -9,6 +9,8 @@ import pytest
 PROJECT = Path(__file__).resolve().parent.parent
 CHATLLM_DIR = Path(os.environ.get("CHATLLM_DIR") or PROJECT / "chatllm.cpp")
 TINY_MODEL = PROJECT / "models" / "tiny-qwen3-asr.bin"
+SEEDED_MODEL = PROJECT / "models" / "seeded-qwen3-asr-0.6b-q4_0.bin"
+FIXED_DIR = PROJECT / "build" / "engines" / "fixed" / "chatllm.cpp"
 SAMPLE = PROJECT / "samples" / "phoneNumber1-zh-TW.wav"
 
 
@@ -31,8 +33,15 @@ def synthetic(output, *args, iterations=5, settings="", **kwargs):
 @pytest.fixture
 def chatllm_dir() -> Path:
     if not (CHATLLM_DIR / "bindings" / "libchatllm.so").is_file():
-        pytest.skip(f"libchatllm is not built in {CHATLLM_DIR} (git submodule update --init && make engine)")
+        pytest.skip(f"libchatllm is not built in {CHATLLM_DIR} (make setup, or make engine)")
     return CHATLLM_DIR
+
+
+@pytest.fixture
+def fixed_dir() -> Path:
+    if not (FIXED_DIR / "bindings" / "libchatllm.so").is_file():
+        pytest.skip(f"the fixed libchatllm is not built in {FIXED_DIR} (make engine-fixed)")
+    return FIXED_DIR
 
 
 @pytest.fixture

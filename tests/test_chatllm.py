@@ -1,6 +1,7 @@
-"""The real engine path: libchatllm.so through chatllm.cpp's own Python binding, on the generated tiny model.
+"""The real engine path: libchatllm.so through chatllm.cpp's own Python binding, on the generated models, with the
+stock library (as users build it) and the fixed one (with patches/).
 
-Run where libchatllm is built and models/tiny-qwen3-asr.bin exists (make engine tiny-model); skipped otherwise.
+Run where the libraries are built and the models exist (make engines models); skipped with the reason otherwise.
 """
 
 import importlib.util
@@ -10,10 +11,11 @@ import sys
 
 import pytest
 
-from conftest import CHATLLM_DIR, PROJECT, SAMPLE, TINY_MODEL, results_of, run_tool
+from conftest import CHATLLM_DIR, PROJECT, SAMPLE, SEEDED_MODEL, results_of, run_tool
 
-# sha256 of models/tiny-qwen3-asr.bin for seed 0, torch 2.13.0 and chatllm.cpp 4a4310e
-TINY_MODEL_SHA256 = "808d8521951b62c276d8555f41b4ed2658baf663007cde3479c86b68e65c0688"
+# sha256 of the files tools/make_model.py writes for seed 0 with torch 2.13.0 and chatllm.cpp 4a4310e's convert.py
+TINY_MODEL_SHA256 = "8d5f292104c7a6f4062d745f5fb017577d6c6cda39a569718fe8c78d55ac2887"
+SEEDED_MODEL_SHA256 = "858331c134e619cf0d415206e378cb48497dcdef13eb4638a3608a73b6e71f12"  # 0.6b, q4_0
 
 
 def comparison(tiny_model, chatllm_dir, output, *args, iterations=3):
@@ -76,11 +78,52 @@ def test_an_audio_path_with_shell_characters_cannot_reach_the_shell(tiny_model, 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (pip install -r requirements-fixture.txt)")
 def test_same_seed_writes_the_same_tiny_model(tmp_path):
     if not (CHATLLM_DIR / "convert.py").is_file():
-        pytest.skip("chatllm.cpp source missing (git submodule update --init)")
+        pytest.skip("chatllm.cpp source missing (make setup)")
     out = tmp_path / "tiny.bin"
-    proc = subprocess.run([sys.executable, str(PROJECT / "tools" / "make_tiny_model.py"), "--out", str(out),
+    proc = subprocess.run([sys.executable, str(PROJECT / "tools" / "make_model.py"), "--out", str(out),
                            "--chatllm-dir", str(CHATLLM_DIR)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     import hashlib
 
     assert hashlib.sha256(out.read_bytes()).hexdigest() == TINY_MODEL_SHA256
+
+
+def test_the_seeded_real_size_model_is_the_one_make_setup_writes_everywhere():
+    """models/seeded-qwen3-asr-0.6b-q4_0.bin (make seeded-model) has the same bytes on every machine."""
+    if not SEEDED_MODEL.is_file():
+        pytest.skip(f"{SEEDED_MODEL.name} is missing (make seeded-model)")
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(SEEDED_MODEL, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    assert digest.hexdigest() == SEEDED_MODEL_SHA256
+    assert 530e6 < SEEDED_MODEL.stat().st_size < 560e6  # about as large as the published q4_0 file
+
+
+def test_a_seeded_model_is_recognised_and_its_output_bounded(tiny_model, chatllm_dir, tmp_path):
+    comparison(tiny_model, chatllm_dir, tmp_path, "--ways", "restart", iterations=2)
+    doc = results_of(tmp_path)
+    assert doc["config"]["seeded_model"] == {"size": "tiny", "seed": 0, "tool": "tools/make_model.py"}
+    assert doc["config"]["max_new_tokens"] == 16 and doc["config"]["max_new_tokens_why"] == "default for seeded models"
+    assert "--max_new_tokens" in doc["ways"]["restart"]["worker"]["engine"]["params"]
+    for r in doc["iterations"]["restart"]:
+        assert 0 < r["chars"] <= 16 * 16  # 16 tokens of at most 16 characters each
+
+
+def test_fixed_library_completes_recreate_and_the_workers_exit_cleanly(tiny_model, fixed_dir, tmp_path):
+    proc = comparison(tiny_model, fixed_dir, tmp_path, "--library", "fixed", "--ways", "recreate,restart")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = results_of(tmp_path)
+    for way in ("recreate", "restart"):
+        assert doc["ways"][way]["status"] == "completed" and doc["ways"][way]["exit_code"] == 0
+        assert "exit_crash" not in doc["ways"][way]
+    recreate = doc["iterations"]["recreate"]
+    assert [r["release_rc"] for r in recreate] == [0, 0, 0]
+    assert doc["ways"]["recreate"]["worker"]["engine"]["release_via"] == "ChatLLM.destroy()"
+    assert [r["binding_objects"] for r in recreate] == [0, 0, 0]  # destroy() also leaves the binding's registry
+    library = doc["metadata"]["chatllm_library"]
+    assert library["variant"] == "fixed" and len(library["library"]["sha256"]) == 64
+    assert [p["name"] for p in library["build"]["patches"]] == sorted(p.name for p in (PROJECT / "patches").glob("*.patch"))
+    assert library["patches_changed_since_build"] == []

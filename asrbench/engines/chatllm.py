@@ -3,7 +3,9 @@
 import atexit
 import ctypes
 import importlib.util
+import json
 import re
+import struct
 import shutil
 import sys
 import tempfile
@@ -12,10 +14,52 @@ from pathlib import Path
 
 from .base import EngineError, StreamClock, finish, Transcription
 
-MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"  # where a downloader spec (:qwen3-asr:0.6b) saves
+PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
+MODELS_DIR = PROJECT_DIR / "models"  # where a downloader spec (:qwen3-asr:0.6b) saves
+VARIANTS_DIR = PROJECT_DIR / "build" / "engines"  # tools/build_engine.sh builds every library but stock here
+# stock: the pinned chatllm.cpp as users build it; fixed: with patches/*.patch (tools/build_engine.sh build fixed)
+LIBRARIES = ("stock", "fixed")
+
+
+def library_dir(library: str, stock_dir) -> Path:
+    """The chatllm.cpp folder (source, bindings/ with the library) of a library variant."""
+    return Path(stock_dir) if library == "stock" else VARIANTS_DIR / library / "chatllm.cpp"
+
 
 def library_path(chatllm_dir: Path) -> Path:
     return Path(chatllm_dir) / "bindings" / "libchatllm.so"
+
+
+def build_manifest(chatllm_dir) -> dict | None:
+    """What tools/build_engine.sh recorded about the library in this folder: variant, source, patches, sha256."""
+    try:
+        return json.loads((Path(chatllm_dir) / "build" / "asrbench-variant.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def model_metadata(path: str) -> dict:
+    """The JSON a chatllm.cpp model file carries in its header (config.json, tokenizer config, model name), or {}.
+
+    The header is b"ggmm", then four int32: version, the offset where the metadata ends, and two more; the metadata
+    (NUL-padded JSON) starts at byte 20."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+            if len(head) < 20 or head[:4] != b"ggmm":
+                return {}
+            end = struct.unpack("<i", head[8:12])[0]
+            if not 20 < end < 64 << 20:
+                return {}
+            return json.loads(f.read(end - 20).rstrip(b"\0").decode("utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def seeded_model(path: str) -> dict | None:
+    """For a model written by tools/make_model.py from seeded random weights: its size and seed; else None."""
+    config = model_metadata(path).get("config.json")
+    return config.get("asrbench_seeded") if isinstance(config, dict) else None
 
 
 def _import_file(name: str, path: Path):
@@ -62,16 +106,19 @@ class ChatLLMEngine:
     name = "chatllm"
 
     def __init__(self, chatllm_dir, model: str, threads: int, context_length: int, language: str,
-                 extra_args: list[str] = ()):
+                 extra_args: list[str] = (), max_new_tokens: int | None = None):
         self.binding = load_binding(chatllm_dir)
         self.lib = self.binding.LibChatLLM(str(library_path(chatllm_dir).parent), model_storage=str(MODELS_DIR))
-        destroy = self.lib._lib.chatllm_destroy  # the C API has it; the Python class does not
+        # The patched binding (patches/*-bindings-*.patch) has ChatLLM.destroy(), which also drops the object from the
+        # binding's registry; the released binding has none, so the C API's chatllm_destroy is called directly.
+        self.release_via = "ChatLLM.destroy()" if hasattr(self.binding.ChatLLM, "destroy") else "chatllm_destroy (C API)"
+        destroy = self.lib._lib.chatllm_destroy
         destroy.argtypes = [ctypes.c_void_p]
         destroy.restype = ctypes.c_int
         self._destroy = destroy
         self.params = ["-m", model, "-n", str(threads), "-c", str(context_length),
                        "--format", "chat", "--set", "language", language, "--multimedia_file_tags", "{{", "}}",
-                       *extra_args]
+                       *(["--max_new_tokens", str(max_new_tokens)] if max_new_tokens else []), *extra_args]
         self.safe_copies: dict[str, Path] = {}
         self.clock = StreamClock()
         self.messages: list[str] = []
@@ -116,6 +163,8 @@ class ChatLLMEngine:
         llm.restart()
 
     def destroy(self, llm) -> int:
+        if self.release_via == "ChatLLM.destroy()":
+            return int(llm.destroy())
         return int(self._destroy(llm._chat))
 
     def counters(self) -> dict:
@@ -123,6 +172,6 @@ class ChatLLMEngine:
         return {"binding_objects": len(self.binding.LibChatLLM._obj2id)}
 
     def describe(self) -> dict:
-        return {"engine": self.name, "params": self.params}
+        return {"engine": self.name, "params": self.params, "release_via": self.release_via}
 
 

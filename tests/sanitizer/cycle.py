@@ -1,0 +1,32 @@
+"""Create, transcribe and destroy a Qwen3-ASR model N times through chatllm.cpp's own binding, then exit.
+
+Run by tests/test_sanitizer.py under a libchatllm built with AddressSanitizer (LD_PRELOAD of libasan): any leak,
+invalid free or use-after-free inside libchatllm makes the process report it and exit non-zero.
+
+    python tests/sanitizer/cycle.py CHATLLM_DIR MODEL AUDIO N
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from asrbench.engines.chatllm import ChatLLMEngine  # noqa: E402
+
+
+def main(chatllm_dir: str, model: str, audio: str, cycles: str) -> int:
+    engine = ChatLLMEngine(chatllm_dir, model, threads=1, context_length=512, language="Chinese",
+                           extra_args=["-t", "0"], max_new_tokens=8)
+    for n in range(1, int(cycles) + 1):
+        llm = engine.create()
+        result = engine.transcribe(llm, Path(audio))
+        rc = engine.destroy(llm)
+        print(f"cycle {n}: {result.chars} chars, destroy returned {rc} via {engine.release_via}", flush=True)
+        if rc != 0:
+            return 3
+    print(f"binding objects kept: {engine.counters()['binding_objects']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
