@@ -12,7 +12,7 @@ from . import report, results, text
 from .config import (DEFAULT_AUDIO, DEFAULT_MODEL, ENGINES, PROJECT_DIR, WAYS, RunConfig, UsageError, check_output,
                      checked_int, env_int, validate)
 from .engines import EngineError, open_engine
-from .engines.chatllm import library_dir
+from .engines.chatllm import DECODING_OPTIONS, library_dir
 from .runner import compare_ways
 
 
@@ -49,7 +49,12 @@ def engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context-length", help="context length (default $CONTEXT_LENGTH or 4096)")
     parser.add_argument("--language", help="language passed to the model (default $ASR_LANGUAGE or Chinese)")
     parser.add_argument("--chatllm-dir", help="chatllm.cpp checkout (default $CHATLLM_DIR or ./chatllm.cpp)")
-    parser.add_argument("--engine-args", default="", help="extra chatllm.cpp options, e.g. '-t 0' for greedy decoding")
+    parser.add_argument("--engine-args", default="",
+                        help="extra chatllm.cpp options, after the decoding options: chatllm.cpp keeps the last value of "
+                             "a repeated option, so e.g. '-t 0.3' here wins over --decoding greedy (and is recorded)")
+    parser.add_argument("--decoding", choices=list(DECODING_OPTIONS), default="greedy",
+                        help="greedy (default: chatllm.cpp gets -t 0, since its own default samples with top_p, "
+                             "temperature 0.7 and a new random seed per request) or engine-default (no option added)")
     parser.add_argument("--library", help="libchatllm to load: stock (as released) or fixed (with patches/; make "
                                           "engine-fixed); default $CHATLLM_LIBRARY or stock")
     parser.add_argument("--max-new-tokens", type=int, help="stop generation after N tokens (default: unlimited; 16 for a "
@@ -89,6 +94,7 @@ def base_config(args) -> RunConfig:
         language=language or "Chinese",
         threads=threads,
         context_length=context,
+        decoding=args.decoding,
     )
 
 
@@ -212,6 +218,8 @@ def main_asr(argv=None) -> int:
     if config.reference_text:
         print(f"reference:        {config.reference_text}")
         print(f"WER / CER:        {texts['wer']:.3f} / {texts['cer']:.3f}")
+    if engine.describe().get("decoding"):
+        print(f"decoding:         {report.decoding_label(engine.describe()['decoding'])}")
     ttft = f"{result.ttft_s * 1000:.0f} ms" if result.ttft_s is not None else "no output"
     print(f"load:             {load_s:.2f} s")
     print(f"first token:      {ttft}; request {result.request_s:.2f} s; audio {config.audio_seconds or 0:.2f} s")

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .engines import NAMES as ENGINES
-from .engines.chatllm import LIBRARIES, library_path, seeded_model
+from .engines.chatllm import DECODING_OPTIONS, LIBRARIES, library_path, seeded_model
 from .engines.synthetic import SyntheticSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -50,7 +50,10 @@ class RunConfig:
     warmup: int | None = None
     leak_threshold_mb: float = 0.05
     synthetic: str = ""
-    engine_args: list = field(default_factory=list)  # extra chatllm.cpp options, e.g. ["-t", "0"] for greedy decoding
+    engine_args: list = field(default_factory=list)  # extra chatllm.cpp options, after the decoding options
+    # greedy: chatllm.cpp gets -t 0, because its default samples (top_p, temperature 0.7, a new random seed per request);
+    # engine-default: no decoding option is added. faster-whisper always decodes greedily; synthetic returns fixed text.
+    decoding: str = "greedy"
     library: str = "stock"          # which libchatllm: stock (as users build it) or fixed (with patches/); chatllm_dir is its folder
     max_new_tokens: int | None = None  # generation bound passed as --max_new_tokens (None: the engine's, unlimited)
     max_new_tokens_why: str = ""    # where the bound came from: the flag, or the default for seeded models
@@ -170,6 +173,14 @@ def check_output(output: Path) -> None:
         raise UsageError(f"output folder {output} is not writable ({e.strerror}): pass --output DIR somewhere you can write") from None
 
 
+def check_decoding(config: RunConfig) -> None:
+    if config.decoding not in DECODING_OPTIONS:
+        raise UsageError(f"unknown decoding {config.decoding!r}: choose --decoding {' or '.join(DECODING_OPTIONS)}")
+    if config.engine == "faster-whisper" and config.decoding != "greedy":
+        raise UsageError("faster-whisper decodes greedily here (beam 1, temperature 0, fixed): drop --decoding "
+                         f"{config.decoding}")
+
+
 def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
     """Check everything a run needs before any worker starts; fills in the reference text and audio length."""
     if config.engine not in ENGINES:
@@ -191,6 +202,7 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
         raise UsageError(f"unknown library {config.library!r}: choose {' or '.join(LIBRARIES)} (--library or CHATLLM_LIBRARY)")
     if config.uss_every < 0:
         raise UsageError(f"--uss-every must be 0 (never) or a positive number of iterations, got {config.uss_every}")
+    check_decoding(config)
     if config.engine == "synthetic":
         try:
             SyntheticSettings.parse(config.synthetic)

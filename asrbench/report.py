@@ -51,6 +51,9 @@ def table(results: dict) -> str:
         ("real-time factor, mean", [_fmt(summary[w]["rtf_mean"], ".3f") for w in ways]),
         ("WER / CER, mean", [_pair(summary[w]["wer_mean"], summary[w]["cer_mean"], ".3f") for w in ways]),
         ("exact matches", [f"{summary[w]['exact_matches']}/{summary[w]['iterations']}" for w in ways]),
+        ("decoding", [decoding_label(summary[w].get("decoding")) for w in ways]),
+        ("transcripts differing from own first", [_drift(summary[w].get("transcript_drift")) for w in ways]),
+        ("... from the other ways' first", [_drift_across(summary[w].get("transcript_drift")) for w in ways]),
         ("Python blocks/iter", [_fmt(summary[w]["attribution"]["py_blocks_per_iter"], "+.1f") for w in ways]),
     ]
     if any(summary[w]["attribution"].get("allocator_retained_mb_per_iter") is not None for w in ways):
@@ -71,6 +74,43 @@ def table(results: dict) -> str:
     lines.append("")
     lines += [results["verdicts"][w] for w in ways]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def decoding_label(decoding: dict | None) -> str:
+    """greedy (-t 0), top_p T=0.7 k=20 p=0.7 random seed, ...: what decided every transcript of a way."""
+    if not decoding:
+        return "-"
+    if "sampler" not in decoding:  # faster-whisper's fixed settings
+        greedy = decoding.get("beam_size", 1) == 1 and decoding.get("temperature") == 0
+        return "greedy (beam 1, T=0)" if greedy else f"beam {decoding.get('beam_size')}, T={decoding.get('temperature')}"
+    if decoding["sampler"] == "greedy":
+        label = "greedy"
+    elif "temperature" not in decoding:
+        return decoding["sampler"]  # the synthetic engine's fixed text
+    else:
+        seed = decoding.get("seed")
+        label = (f"{decoding['sampler']} T={decoding['temperature']:g} k={decoding['top_k']} p={decoding['top_p']:g} "
+                 + (f"seed {seed}" if isinstance(seed, int) and seed > 0 else "random seed"))
+    if decoding.get("beam_size"):
+        label += f", beam {decoding['beam_size']}"
+    if decoding.get("from_engine_args"):
+        return f"{label} (--engine-args {' '.join(decoding['from_engine_args'])})"
+    if decoding.get("options"):
+        return f"{label} ({' '.join(decoding['options'])})"
+    return f"{label} (engine default)" if decoding.get("requested") == "engine-default" else label
+
+
+def _drift(drift: dict | None) -> str:
+    return "-" if not drift else f"{drift['differ_from_first']}/{drift['transcripts']}"
+
+
+def _drift_across(drift: dict | None) -> str:
+    if not drift or not drift["differ_from_first_of"]:
+        return "-"
+    counts = drift["differ_from_first_of"]
+    if len(counts) == 1:
+        return f"{next(iter(counts.values()))}/{drift['transcripts']}"
+    return ", ".join(f"{other} {count}/{drift['transcripts']}" for other, count in counts.items())
 
 
 def _slope(analysis: dict | None) -> str:

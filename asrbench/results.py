@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import stats, text
 from .config import RunConfig
+from .engines.chatllm import DECODING_OPTIONS, decoding_settings
 
 SCHEMA_VERSION = 1
 MEMORY_METRICS = ("rss_mb", "rss_anon_mb", "rss_file_mb", "uss_mb", "rss_anon_trimmed_mb", "py_traced_mb")
@@ -117,7 +118,67 @@ def summarise(results: dict) -> dict:
         if status.get("status") not in (None, "completed"):
             line += f" ({status.get('message', status['status'])})"
         results["verdicts"][way] = line
+    drift = transcript_drift(results.get("iterations", {}))
+    for way, summary in results["summary"].items():
+        summary["decoding"] = decoding_of(results, way)
+        summary["transcript_drift"] = drift.get(way)
+        results["verdicts"][way] += drift_note(summary["transcript_drift"], summary["decoding"])
     return results
+
+
+def decoding_of(results: dict, way: str) -> dict | None:
+    """How a way's engine decoded, from its worker's start event; for a run recorded before the start event said so,
+    read from the chatllm.cpp options it was started with, or from the config."""
+    engine = ((results.get("ways", {}).get(way) or {}).get("worker") or {}).get("engine") or {}
+    config = results.get("config", {})
+    if engine.get("decoding"):
+        decoding = dict(engine["decoding"])
+        decoding.setdefault("deterministic", decoding.get("temperature") == 0)  # faster-whisper: one temperature, 0
+        return decoding
+    if engine.get("params"):
+        return decoding_settings(engine["params"])
+    if (engine.get("engine") or config.get("engine")) == "synthetic":
+        return {"sampler": "fixed text", "deterministic": True}
+    if config.get("engine", "chatllm") == "chatllm" and config.get("decoding") in DECODING_OPTIONS:
+        extra = list(config.get("engine_args") or [])
+        return decoding_settings(DECODING_OPTIONS[config["decoding"]] + extra, config["decoding"], extra)
+    return None
+
+
+def transcript_drift(iterations: dict) -> dict:
+    """Per way: how many transcripts differ from the way's own first, and from every other way's first.
+
+    The same audio decoded deterministically gives the same text every time, so a restart() that leaves state
+    behind shows here as transcripts that drift; under sampling, differences are expected noise."""
+    transcripts = {way: [(r.get("iteration", i + 1), r["raw_transcript"]) for i, r in enumerate(records)
+                         if r.get("raw_transcript") is not None]
+                   for way, records in iterations.items()}
+    firsts = {way: texts[0][1] for way, texts in transcripts.items() if texts}
+    drift = {}
+    for way, texts in transcripts.items():
+        if not texts:
+            continue
+        differing = [number for number, t in texts if t != firsts[way]]
+        drift[way] = {
+            "transcripts": len(texts),
+            "distinct": len({t for _, t in texts}),
+            "differ_from_first": len(differing),
+            "first_differing_iteration": differing[0] if differing else None,
+            "differ_from_first_of": {other: sum(1 for _, t in texts if t != first)
+                                     for other, first in firsts.items() if other != way},
+        }
+    return drift
+
+
+def drift_note(drift: dict | None, decoding: dict | None) -> str:
+    """The verdict line's mention of drift: only when decoding is deterministic (else differences are sampling)."""
+    if not drift or not (decoding or {}).get("deterministic"):
+        return ""
+    n = drift["transcripts"]
+    parts = [f"{drift['differ_from_first']} of {n} differ from the first"
+             f" (from iteration {drift['first_differing_iteration']})"] if drift["differ_from_first"] else []
+    parts += [f"{count} of {n} from {other}'s first" for other, count in drift["differ_from_first_of"].items() if count]
+    return f"; transcript drift: {', '.join(parts)}" if parts else ""
 
 
 def write_atomically(path: Path, document: dict) -> None:

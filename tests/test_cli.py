@@ -145,3 +145,9 @@ def test_run_asr_on_the_synthetic_engine_prints_a_scored_transcript():
 
 def test_engine_args_that_cannot_be_split():
     one_line_error(run_tool("--engine", "synthetic", "--engine-args", "-t '0"), "--engine-args")
+
+
+def test_unknown_decoding_and_decoding_an_engine_cannot_do():
+    one_line_error(run_tool("--engine", "synthetic", "--decoding", "beam"), "--decoding", "greedy", "engine-default")
+    one_line_error(run_tool("--engine", "faster-whisper", "--decoding", "engine-default"),
+                   "faster-whisper decodes greedily", "drop --decoding")

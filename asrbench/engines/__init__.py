@@ -11,7 +11,7 @@ def open_engine(config):
         from .chatllm import ChatLLMEngine
 
         return ChatLLMEngine(config.chatllm_dir, config.model, config.threads, config.context_length, config.language,
-                             config.engine_args, config.max_new_tokens)
+                             config.engine_args, config.decoding, config.max_new_tokens)
     if config.engine == "synthetic":
         from .synthetic import SyntheticEngine, SyntheticSettings
 

@@ -87,6 +87,47 @@ def load_binding(chatllm_dir: Path):
 
 SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
 
+# Decoding at chatllm.cpp 4a4310e, for a model started through libchatllm (chatllm_start parses the same options as
+# main: src/main.cpp:1801-1809): sampling "top_p" (src/main.cpp:40), top_k 20, top_p 0.7, temperature 0.7
+# (src/main.cpp:73-75), seed -1 = a new random seed for every request (src/main.cpp:82, src/chat.h:314-320; the
+# sampler is made per generate() call, src/models.cpp:955). do_sample is temperature > 0 (src/main.cpp:960), and
+# SamplerFactory (src/models.cpp:881-897) then picks TopPSampler, so the default samples; Qwen3-ASR
+# (models/qwen.cpp:2975-3210) changes none of it. `-t 0` gives GreedySampler (src/main.cpp:211).
+ENGINE_DEFAULT_DECODING = {"sampling": "top_p", "temperature": 0.7, "top_k": 20, "top_p": 0.7, "tfs_z": 0.95,
+                           "seed": -1, "beam_size": -1}
+DECODING_OPTIONS = {"greedy": ["-t", "0"], "engine-default": []}
+_DECODING_FLAGS = {"--sampling": ("sampling", str), "--temp": ("temperature", float), "-t": ("temperature", float),
+                   "--top-k": ("top_k", int), "-k": ("top_k", int), "--top-p": ("top_p", float), "-q": ("top_p", float),
+                   "--tfs-z": ("tfs_z", float), "--seed": ("seed", int), "--beam-size": ("beam_size", int)}
+
+
+def _decoding_flag(arg: str):
+    return _DECODING_FLAGS.get(arg.replace("_", "-"))  # '-' and '_' alike, as utils::is_same_command_option has it
+
+
+def decoding_settings(params: list[str], decoding: str = "engine-default", engine_args: list[str] = ()) -> dict:
+    """The decoding chatllm.cpp will use for these options, read as chatllm.cpp reads them: in order, the last value of
+    a repeated option wins. engine_args are the user's --engine-args: they come last, so they win over --decoding."""
+    settings = dict(ENGINE_DEFAULT_DECODING)
+    for flag, value in zip(params, params[1:]):
+        if _decoding_flag(flag):
+            key, kind = _decoding_flag(flag)
+            try:
+                settings[key] = kind(value)
+            except ValueError:
+                settings[key] = value  # chatllm.cpp refuses to start on it; recorded as given
+    samples = isinstance(settings["temperature"], float) and settings["temperature"] > 0 and settings["sampling"] != "greedy"
+    engine_args = list(engine_args)
+    return {
+        "requested": decoding,
+        "options": DECODING_OPTIONS.get(decoding, []),
+        "sampler": settings["sampling"] if samples else "greedy",
+        **{key: settings[key] for key in ("temperature", "top_k", "top_p", "seed")},
+        **({"beam_size": settings["beam_size"]} if isinstance(settings["beam_size"], int) and settings["beam_size"] > 0 else {}),
+        "deterministic": not samples or (isinstance(settings["seed"], int) and settings["seed"] > 0),
+        "from_engine_args": [arg for i, flag in enumerate(engine_args) if _decoding_flag(flag) for arg in engine_args[i:i + 2]],
+    }
+
 
 def safe_copy(audio: Path) -> Path:
     """A private copy of the audio under a name made only of letters, digits, '_', '-', '.' and '/'."""
@@ -106,7 +147,7 @@ class ChatLLMEngine:
     name = "chatllm"
 
     def __init__(self, chatllm_dir, model: str, threads: int, context_length: int, language: str,
-                 extra_args: list[str] = (), max_new_tokens: int | None = None):
+                 extra_args: list[str] = (), decoding: str = "greedy", max_new_tokens: int | None = None):
         self.binding = load_binding(chatllm_dir)
         self.lib = self.binding.LibChatLLM(str(library_path(chatllm_dir).parent), model_storage=str(MODELS_DIR))
         # The patched binding (patches/*-bindings-*.patch) has ChatLLM.destroy(), which also drops the object from the
@@ -118,7 +159,9 @@ class ChatLLMEngine:
         self._destroy = destroy
         self.params = ["-m", model, "-n", str(threads), "-c", str(context_length),
                        "--format", "chat", "--set", "language", language, "--multimedia_file_tags", "{{", "}}",
-                       *(["--max_new_tokens", str(max_new_tokens)] if max_new_tokens else []), *extra_args]
+                       *(["--max_new_tokens", str(max_new_tokens)] if max_new_tokens else []),
+                       *DECODING_OPTIONS[decoding], *extra_args]
+        self.decoding = decoding_settings(self.params, decoding, list(extra_args))
         self.safe_copies: dict[str, Path] = {}
         self.clock = StreamClock()
         self.messages: list[str] = []
@@ -172,6 +215,6 @@ class ChatLLMEngine:
         return {"binding_objects": len(self.binding.LibChatLLM._obj2id)}
 
     def describe(self) -> dict:
-        return {"engine": self.name, "params": self.params, "release_via": self.release_via}
+        return {"engine": self.name, "params": self.params, "decoding": self.decoding, "release_via": self.release_via}
 
 
