@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .engines import NAMES as ENGINES
-from .engines.chatllm import DECODING_OPTIONS, LIBRARIES, library_path, seeded_model
+from .engines.chatllm import DECODING_OPTIONS, LIBRARIES, known_library, library_path, seeded_model
 from .engines.synthetic import SyntheticSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -198,7 +198,7 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
     if config.max_new_tokens is not None and config.max_new_tokens < 0:
         raise UsageError(f"--max-new-tokens must be a positive number of tokens (or 0: the engine's, unlimited), "
                          f"got {config.max_new_tokens}")
-    if config.library not in LIBRARIES:
+    if not known_library(config.library):
         raise UsageError(f"unknown library {config.library!r}: choose {' or '.join(LIBRARIES)} (--library or CHATLLM_LIBRARY)")
     if config.uss_every < 0:
         raise UsageError(f"--uss-every must be 0 (never) or a positive number of iterations, got {config.uss_every}")

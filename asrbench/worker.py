@@ -48,10 +48,13 @@ class Iteration:
         self.record["memory"][point] = memory.sample(with_uss=with_uss, trim=self.config.malloc_trim)
 
     def load(self):
+        before = memory.read_status()
         started = time.perf_counter()
         handle = self.engine.create()
         self.record["load_s"] = time.perf_counter() - started
         self.sample("after_load")
+        # what one instance costs once loaded: weights and buffers allocated at load (its KV cache fills later)
+        self.record["instance_mb"] = self.record["memory"]["after_load"]["rss_anon_mb"] - before["rss_anon_mb"]
         return handle
 
     def transcribe(self, handle) -> None:

@@ -17,8 +17,13 @@ from .base import EngineError, StreamClock, finish, Transcription
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 MODELS_DIR = PROJECT_DIR / "models"  # where a downloader spec (:qwen3-asr:0.6b) saves
 VARIANTS_DIR = PROJECT_DIR / "build" / "engines"  # tools/build_engine.sh builds every library but stock here
-# stock: the pinned chatllm.cpp as users build it; fixed: with patches/*.patch (tools/build_engine.sh build fixed)
+# stock: the pinned chatllm.cpp as users build it; fixed: with patches/*.patch (tools/build_engine.sh build fixed);
+# fixed-NAME: with a subset of the patches, built to measure each patch (PATCHES=... tools/build_engine.sh build fixed-NAME)
 LIBRARIES = ("stock", "fixed")
+
+
+def known_library(library: str) -> bool:
+    return library in LIBRARIES or (library.startswith("fixed-") and library_path(library_dir(library, "")).is_file())
 
 
 def library_dir(library: str, stock_dir) -> Path:

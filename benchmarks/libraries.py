@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Stock against fixed libchatllm, way by way, and what each patch removes: the figures of FINDINGS.md section 1.
+
+    python benchmarks/libraries.py                      # both models, stock and fixed, every way (about 30 minutes)
+    python benchmarks/libraries.py --model tiny --iterations 30
+    python benchmarks/libraries.py --patches            # recreate on fixed-p1, fixed-p12, ... (make the variants first)
+
+Each cell is one run of run_comparison.py with --malloc-trim; every run folder is kept under
+benchmarks/out/libraries-<time>/, next to libraries.json with the rows. Prints Markdown tables.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+MODELS = {"tiny": PROJECT / "models" / "tiny-qwen3-asr.bin",
+          "0.6b": PROJECT / "models" / "seeded-qwen3-asr-0.6b-q4_0.bin"}
+WAYS = "recreate,restart,recreate-drop"
+# cumulative patch sets, built with PATCHES=... tools/build_engine.sh build fixed-NAME (see FINDINGS.md)
+PATCH_STEPS = [("fixed-p1", "0001 (+ binding 0005)"), ("fixed-p12", "+ 0002"), ("fixed-p123", "+ 0003"),
+               ("fixed", "+ 0004: all")]
+
+
+def run(model: Path, library: str, ways: str, iterations: int, threads: int, out: Path) -> dict:
+    args = [sys.executable, str(PROJECT / "run_comparison.py"), "--model", str(model), "--library", library,
+            "--ways", ways, "--iterations", str(iterations), "--threads", str(threads), "--malloc-trim",
+            "--output", str(out), "--quiet", "--no-plot"]
+    started = time.monotonic()
+    proc = subprocess.run(args, capture_output=True, text=True)
+    path = out / "comparison_results.json"
+    if not path.is_file():
+        raise RuntimeError(f"{' '.join(args)} wrote no results:\n{proc.stderr[-2000:]}")
+    doc = json.loads(path.read_text())
+    doc["_wall_s"] = time.monotonic() - started
+    return doc
+
+
+def slope(analysis: dict | None) -> str:
+    if not analysis or analysis.get("n", 0) < 3:
+        return "-"
+    return f"{analysis['slope_mb_per_iter']:+.3f} [{analysis['slope_low']:+.3f}, {analysis['slope_high']:+.3f}]"
+
+
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
+
+
+def cells(doc: dict, way: str) -> dict:
+    records = doc["iterations"].get(way, [])
+    summary = doc.get("summary", {}).get(way, {})
+    memory = summary.get("memory", {})
+    status = doc["ways"][way]
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)
+    return {
+        "status": "completed" if status["status"] == "completed" and not status.get("exit_crash") else status["message"],
+        "iterations": len(records),
+        "rss_anon": slope(memory.get("rss_anon_mb")),
+        "rss_anon_trimmed": slope(memory.get("rss_anon_trimmed_mb")),
+        "verdict": summary.get("verdict", "no data"),
+        "instance_mb": fmt(median([r.get("instance_mb") for r in records]), ".0f"),
+        "load_s": fmt(median([r.get("load_s") for r in records]), ".2f"),
+        "release_s": fmt(median([r.get("release_s") for r in records]), ".3f"),
+        "results": doc["run_dir"],
+    }
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    lines = ["| " + " | ".join(label for _, label in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row[key]) for key, _ in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["tiny", "0.6b", "both"], default="both")
+    parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--patches", action="store_true", help="recreate on each cumulative patch set instead")
+    args = parser.parse_args()
+    models = ["tiny", "0.6b"] if args.model == "both" else [args.model]
+    report = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "iterations": args.iterations, "threads": args.threads,
+              "rows": []}
+    tmp = PROJECT / "benchmarks" / "out" / f"libraries-{time.strftime('%Y%m%d-%H%M%S')}"
+    tmp.mkdir(parents=True)
+    for model in models:
+        if args.patches:
+            for library, patches in PATCH_STEPS:
+                if not (PROJECT / "build" / "engines" / library / "chatllm.cpp" / "bindings" / "libchatllm.so").is_file():
+                    print(f"skipping {library}: not built", file=sys.stderr)
+                    continue
+                doc = run(MODELS[model], library, "recreate", args.iterations, args.threads, tmp / f"{model}-{library}")
+                report["rows"].append({"model": model, "library": library, "patches": patches, "way": "recreate",
+                                       **cells(doc, "recreate")})
+        else:
+            for library in ("stock", "fixed"):
+                doc = run(MODELS[model], library, WAYS, args.iterations, args.threads, tmp / f"{model}-{library}")
+                for way in WAYS.split(","):
+                    report["rows"].append({"model": model, "library": library, "way": way, **cells(doc, way)})
+        print(f"\n{model}: {args.iterations} iterations per way, {args.threads} threads", flush=True)
+        columns = ([("library", "library"), ("patches", "patches")] if args.patches else
+                   [("library", "library"), ("way", "way")])
+        columns += [("status", "status"), ("iterations", "iterations"), ("rss_anon", "RssAnon MB/iter [95% CI]"),
+                    ("rss_anon_trimmed", "after malloc_trim"), ("verdict", "verdict"),
+                    ("instance_mb", "instance (RssAnon MB at load)"), ("load_s", "load (s)"),
+                    ("release_s", "destroy/restart (s)")]
+        print(table([r for r in report["rows"] if r["model"] == model], columns), flush=True)
+    path = tmp / "libraries.json"
+    path.write_text(json.dumps(report, indent=1))
+    print(f"\nwritten: {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
