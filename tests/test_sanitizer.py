@@ -13,6 +13,8 @@ import pytest
 
 from conftest import PROJECT, SAMPLE, TINY_MODEL
 
+pytestmark = pytest.mark.real_engine
+
 VARIANTS = PROJECT / "build" / "engines"
 SUPPRESSIONS = PROJECT / "tests" / "sanitizer" / "lsan.supp"
 CYCLE = PROJECT / "tests" / "sanitizer" / "cycle.py"
