@@ -21,7 +21,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from asrbench import memory, results, text  # noqa: E402
+from asrbench import memory, metadata, results, text  # noqa: E402
 from asrbench.engines.synthetic import NativeBlock  # noqa: E402
 
 CHATLLM_DIR = Path(os.environ.get("CHATLLM_DIR") or PROJECT / "chatllm.cpp")
@@ -171,7 +171,7 @@ def main() -> int:
     args = parser.parse_args()
     quick = args.quick
     report = {
-        "machine": {"cpu": results.cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpu": metadata.cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "os": platform.platform()},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "harness_overhead": harness_overhead(30 if quick else 100),

@@ -145,3 +145,16 @@ def test_run_asr_on_the_synthetic_engine_prints_a_scored_transcript():
 
 def test_engine_args_that_cannot_be_split():
     one_line_error(run_tool("--engine", "synthetic", "--engine-args", "-t '0"), "--engine-args")
+
+
+def test_until_decided_options_that_cannot_work():
+    one_line_error(run_tool("--engine", "synthetic", "--min-iterations", "20"), "--min-iterations only applies with --until-decided")
+    one_line_error(run_tool("--engine", "synthetic", "--until-decided", "--iterations", "5"),
+                   "--until-decided needs --iterations", "at least 10")
+    one_line_error(run_tool("--engine", "synthetic", "--until-decided", "--iterations", "50", "--min-iterations", "60"),
+                   "--min-iterations must be from 10", "got 60")
+    one_line_error(run_tool("--engine", "synthetic", "--until-decided", "--min-iterations", "x"), "--min-iterations")
+
+
+def test_a_threshold_that_is_not_positive():
+    one_line_error(run_tool("--engine", "synthetic", "--leak-threshold", "0"), "--leak-threshold must be a positive number")
