@@ -126,6 +126,10 @@ def comparison_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, help="iterations to drop before fitting (default: detected)")
     p.add_argument("--leak-threshold", type=number("--leak-threshold"),
                    help="MB/iteration below which significant growth is 'minor' (default 0.05)")
+    p.add_argument("--until-decided", action="store_true",
+                   help="stop each way once its verdict is LEAK or no leak, judged at planned looks; --iterations is the maximum")
+    p.add_argument("--min-iterations", type=positive_int("--min-iterations"),
+                   help="with --until-decided: the first look (default 20, or --iterations if fewer)")
     p.add_argument("--synthetic", default="", help="synthetic engine settings, e.g. request_leak_mb=0.5,noise_mb=2")
     p.add_argument("--no-plot", action="store_true", help="do not draw memory.png")
     p.add_argument("--report", metavar="FILE", help="re-analyse a results file or run folder; runs no engine")
@@ -139,6 +143,8 @@ def reanalyse(path: str, args) -> int:
     if args.warmup is not None:
         document["config"]["warmup"] = args.warmup
     if args.leak_threshold is not None:
+        if args.leak_threshold <= 0:
+            raise UsageError(f"--leak-threshold must be a positive number of MB per iteration, got {args.leak_threshold:g}")
         document["config"]["leak_threshold_mb"] = args.leak_threshold
     results.summarise(document)
     print(report.table(document))
@@ -168,6 +174,10 @@ def main_comparison(argv=None) -> int:
         config.warmup, config.synthetic = args.warmup, args.synthetic
         if args.leak_threshold is not None:
             config.leak_threshold_mb = args.leak_threshold
+        if args.min_iterations is not None and not args.until_decided:
+            raise UsageError("--min-iterations only applies with --until-decided: add --until-decided or drop it")
+        config.until_decided = args.until_decided
+        config.min_iterations = args.min_iterations or min(config.min_iterations, config.iterations)
         validate(config)
         output = Path(args.output)
         check_output(output)

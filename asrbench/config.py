@@ -49,6 +49,8 @@ class RunConfig:
     max_rss_mb: float | None = None
     warmup: int | None = None
     leak_threshold_mb: float = 0.05
+    until_decided: bool = False    # stop each way once its verdict is LEAK or no leak (iterations is then the maximum)
+    min_iterations: int = 20       # --until-decided's first look
     synthetic: str = ""
     engine_args: list = field(default_factory=list)  # extra chatllm.cpp options, after the decoding options
     # greedy: chatllm.cpp gets -t 0, because its default samples (top_p, temperature 0.7, a new random seed per request);
@@ -191,6 +193,16 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
                          f"{', '.join(WAYS + OPTIONAL_WAYS)} (comma-separated)")
     if config.iterations < 1:
         raise UsageError(f"--iterations must be at least 1, got {config.iterations}")
+    from .stats import MIN_ITERATIONS  # here, not at the top: the worker reads this module and must not load scipy
+
+    if config.until_decided and config.iterations < MIN_ITERATIONS:
+        raise UsageError(f"--until-decided needs --iterations (the maximum) of at least {MIN_ITERATIONS}, the fewest the "
+                         f"statistics judge; got {config.iterations}")
+    if config.until_decided and not MIN_ITERATIONS <= config.min_iterations <= config.iterations:
+        raise UsageError(f"--min-iterations must be from {MIN_ITERATIONS} (the fewest the statistics judge) to --iterations "
+                         f"({config.iterations}, the maximum with --until-decided), got {config.min_iterations}")
+    if config.leak_threshold_mb <= 0:
+        raise UsageError(f"--leak-threshold must be a positive number of MB per iteration, got {config.leak_threshold_mb:g}")
     if config.timeout_s <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {config.timeout_s}")
     if config.max_rss_mb is not None and config.max_rss_mb < 0:
