@@ -94,7 +94,7 @@ def test_crispasr_and_chatllm_give_the_same_greedy_tokens_when_their_prompts_agr
     """Same weights, same audio: with the same prompt both runtimes emit the same 16 greedy tokens.
 
     Their default prompts differ, and only there. chatllm.cpp 4a4310e writes no system turn (the Qwen3-ASR tokenizer's
-    system prompt is "", models/qwen.cpp:3016-3020, and append_sys_prompt skips an empty one, models/qwen.cpp:81-90) and
+    system prompt is "", models/qwen.cpp:3016-3020, and append_sys_prompt skips an empty one, models/qwen.cpp:96-105) and
     ends with "assistant\\nlanguage Chinese" (models/qwen.cpp:3200-3210). CrispASR always writes an empty system turn
     and, given a language, ends with "assistant\\nlanguage Chinese<asr_text>" (src/crispasr_c_api.cpp:5915-5947).
     Aligned: a system turn "Transcribe the speech in Chinese." in both (chatllm.cpp: -s, and an unknown language so no

@@ -15,7 +15,6 @@ quantized tensor has the same bytes in both files; --check compares them tensor 
 """
 
 import argparse
-import hashlib
 import json
 import math
 import struct
@@ -24,6 +23,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from asrbench.checksum import sha256_of  # noqa: E402
 
 ARCH = "qwen3asr"
 QUANTS = ("f32", "f16", "q8_0", "q4_0")  # as tools/make_model.py and chatllm.cpp's convert.py -t name them
@@ -240,14 +242,6 @@ def load_weights(checkpoint: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path} not found: pass a checkpoint folder written by tools/make_model.py --checkpoint")
     return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write(checkpoint: Path, out: Path, quant: str) -> list[tuple[str, tuple, str]]:
