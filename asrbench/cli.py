@@ -126,6 +126,11 @@ def comparison_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, help="iterations to drop before fitting (default: detected)")
     p.add_argument("--leak-threshold", type=number("--leak-threshold"),
                    help="MB/iteration below which significant growth is 'minor' (default 0.05)")
+    p.add_argument("--trace-native", action="store_true",
+                   help="record native allocations with memray from after the warm-up to the end: top sites of what "
+                        "stays live, and a leak flame graph per way (slower; see README)")
+    p.add_argument("--trace-native-after", type=int, metavar="N",
+                   help="iterations before tracing starts (implies --trace-native; default --warmup, else 3)")
     p.add_argument("--synthetic", default="", help="synthetic engine settings, e.g. request_leak_mb=0.5,noise_mb=2")
     p.add_argument("--no-plot", action="store_true", help="do not draw memory.png")
     p.add_argument("--report", metavar="FILE", help="re-analyse a results file or run folder; runs no engine")
@@ -166,6 +171,8 @@ def main_comparison(argv=None) -> int:
                                                     else (default_max_rss_mb(), DEFAULT_MAX_RSS_WHY))
         config.uss_every, config.malloc_trim, config.tracemalloc = args.uss_every, args.malloc_trim, args.tracemalloc
         config.warmup, config.synthetic = args.warmup, args.synthetic
+        config.trace_native = args.trace_native or args.trace_native_after is not None
+        config.trace_native_after = args.trace_native_after
         if args.leak_threshold is not None:
             config.leak_threshold_mb = args.leak_threshold
         validate(config)

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import memory, metadata, report, results
+from . import memory, metadata, native_trace, report, results
 from .config import PROJECT_DIR, RunConfig
 
 POLL_S = 0.2
@@ -217,6 +217,8 @@ def compare_ways(config: RunConfig, output: Path, quiet: bool = False, plot: boo
             ended = run_way(config, way, run_dir, progress, interrupt)
             document["ways"][way] = ended
             document["iterations"][way] = results.read_journal(run_dir / f"{way}.jsonl")["iterations"]
+            if config.trace_native:
+                ended["native_trace"] = native_trace.analyse(config, run_dir, way)
             progress.done(way, ended)
             save(results.summarise(document), run_dir, output)
     finally:
