@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import report, results, text
+from . import native_trace, report, results, text
 from .config import (DEFAULT_AUDIO, DEFAULT_MODEL, ENGINES, PROJECT_DIR, WAYS, RunConfig, UsageError, check_output,
                      checked_int, env_int, validate)
 from .engines import EngineError, open_engine
@@ -146,6 +146,7 @@ def reanalyse(path: str, args) -> int:
     if args.leak_threshold is not None:
         document["config"]["leak_threshold_mb"] = args.leak_threshold
     results.summarise(document)
+    native_trace.reanalyse(document, Path(path) if Path(path).is_dir() else Path(path).parent)
     print(report.table(document))
     if not args.no_plot and any(document["iterations"].values()):
         target = (Path(path) if Path(path).is_dir() else Path(path).parent) / "memory.png"

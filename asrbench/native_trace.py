@@ -15,8 +15,9 @@ tracing and is still live at the end:
 A site is the deepest frame of the allocation's stack that is not an allocator (malloc, operator new, ...), the C++
 standard library, the C library, the Python interpreter, ctypes or libffi: the engine's own function and line, or,
 when the stack below the interpreter holds only those, the Python line that called into native code. When the site
-is in ggml (the tensor library, whose buffer functions serve every caller) the first caller outside ggml is named
-too ('via'); for a Python site, the Python function that called it. Blocks with the same site and via are one row.
+is in ggml (the tensor library, whose buffer functions serve every caller) the first caller outside ggml that is not
+itself an allocation helper (LayerBufAllocator::alloc) is named too ('via'); for a Python site, the Python function
+that called it. Blocks with the same site and via are one row.
 
 memray is imported only here and only when tracing was asked for, so without --trace-native nothing of it is loaded
 into the worker and nothing measured changes.
@@ -32,10 +33,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from .config import trace_start_after as start_after
+from .config import RunConfig, trace_start_after as start_after
 
 TOP_SITES = 25             # sites kept per way in the results
-PRINTED_SITES = 5          # sites printed per way in the table
+PRINTED_SITES = 8          # sites printed per way in the table
 MB = 1024.0 * 1024.0
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -184,7 +185,12 @@ def _skipped(frame) -> bool:
 
 
 def _in_ggml(frame) -> bool:
-    return frame[0].startswith("ggml_") or "/ggml/" in frame[1]
+    return frame[0].startswith("ggml_") or "/ggml/" in frame[1] or frame[1].startswith("ggml/")
+
+
+def _allocating(frame) -> bool:
+    """An allocation helper of the engine's own (LayerBufAllocator::alloc): a 'via' names the code that asked it."""
+    return "alloc" in re.split(r"::", re.sub(r"<.*>", "", plain_name(frame[0])))[-1].lower()
 
 
 def site_of(stack: list) -> tuple[str, str | None, list[str]]:
@@ -196,7 +202,8 @@ def site_of(stack: list) -> tuple[str, str | None, list[str]]:
     if site[1].endswith(".py"):
         via = next((f for f in kept[1:] if f[1].endswith(".py") and f[0] != site[0]), None)
     elif _in_ggml(site):
-        via = next((f for f in kept[1:] if not _in_ggml(f)), None)
+        outside = [f for f in kept[1:] if not _in_ggml(f)]
+        via = next((f for f in outside if not _allocating(f)), outside[0] if outside else None)
     return label(site), (label(via) if via else None), [label(f) for f in kept[:12]]
 
 
@@ -228,7 +235,7 @@ def analyse(config, run_dir: Path, way: str, flamegraph: bool = True) -> dict:
     report = {"tool": started["tool"] if started else None, "started_after": after}
     if not started:
         return {**report, "status": "not_traced",
-                "message": f"not traced: the way ended after {len(records)} iteration(s), before tracing began "
+                "message": f"not traced: the way finished {len(records)} iteration(s) and tracing was to begin "
                            f"after iteration {after}"}
     path = journal.parent / started["file"]
     marks = [e for e in trace_events if e["state"] == "iteration"]  # when each traced iteration began
@@ -305,6 +312,19 @@ def _read(path: Path, starts: list[float]):
     return sites, range(max(len(starts), 1)), total
 
 
+def reanalyse(document: dict, run_dir: Path) -> None:
+    """--report: each traced way's sites again from its capture, when the run folder still holds it."""
+    if not (document.get("config") or {}).get("trace_native"):
+        return
+    config = RunConfig.from_dict(document["config"])
+    for way in document.get("iterations", {}):
+        status = document.setdefault("ways", {}).setdefault(way, {})
+        if (Path(run_dir) / f"{way}.jsonl").is_file():
+            recorded = status.get("native_trace") or {}
+            status["native_trace"] = {**analyse(config, run_dir, way, flamegraph=False),
+                                      **{k: recorded[k] for k in ("flamegraph", "flamegraph_error") if k in recorded}}
+
+
 BIG_BLOCK = 64 * 1024  # smaller blocks share pages the allocator writes: counted resident
 
 
@@ -379,6 +399,8 @@ def section(results: dict) -> list[str]:
             lines.append(f"{way}: {t['message']}")
             continue
         span = f"iterations {t['first_traced']}-{t['last_traced']} traced" if t["first_traced"] else "nothing traced"
+        if t["first_traced"] and t.get("last_finished") is False:
+            span += f" ({t['last_traced']} unfinished)"
         anon = (((results.get("summary") or {}).get(way) or {}).get("memory") or {}).get("rss_anon_mb") or {}
         slope = f", RssAnon slope {anon['slope_mb_per_iter']:+.3f} MB/iter" if anon.get("n", 0) >= 3 else ""
         resident = f" ({size(t['resident_per_iter'])} resident)" if t.get("resident_per_iter") is not None else ""

@@ -47,6 +47,8 @@ def test_the_known_native_leak_is_the_top_site_with_its_bytes_per_iteration(tmp_
         assert "<html" in next(html).read_text(errors="replace")[:2000].lower()
         assert next((tmp_path / "runs").glob(f"*/{trace['trace_file']}")).stat().st_size > 0
     assert "Where the memory goes" in proc.stdout and "via _leak (asrbench/engines/synthetic.py:" in proc.stdout
+    again = run_tool("--report", doc["run_dir"], "--no-plot")  # the sites again, read from the captures
+    assert again.returncode == 0 and again.stdout.count("via _leak (asrbench/engines/synthetic.py:") == 2, again.stdout
 
 
 def test_a_clean_run_shows_no_site_above_a_small_threshold(tmp_path):
@@ -99,6 +101,11 @@ def test_a_block_kept_only_until_the_next_iteration_is_not_growth(tmp_path):
       ("ggml_backend_cpu_buffer_type_alloc_buffer", "../../../ggml/src/ggml-backend.cpp", 2209),
       ("chatllm::LayerBufAllocator::alloc(unsigned long, chatllm::BackendBufAllocator::Usage)", "../src/backend.cpp", 105)],
      "ggml_backend_cpu_buffer_type_alloc_buffer (ggml/src/ggml-backend.cpp:2209)", "chatllm::LayerBufAllocator::alloc (src/backend.cpp:105)"),
+    ([("ggml_aligned_malloc", "<unknown>", 0),
+      ("ggml_backend_cpu_buffer_type_alloc_buffer", "/b/chatllm.cpp/ggml/src/ggml-backend.cpp", 2209),
+      ("chatllm::LayerBufAllocator::alloc(unsigned long, chatllm::BackendBufAllocator::Usage)", "/b/chatllm.cpp/src/backend.cpp", 105),
+      ("chatllm::TensorInfo::load(tokenizer::DataReader*, chatllm::LayerBufAllocator*)", "/b/chatllm.cpp/src/chat.cpp", 1212)],
+     "ggml_backend_cpu_buffer_type_alloc_buffer (ggml/src/ggml-backend.cpp:2209)", "chatllm::TensorInfo::load (src/chat.cpp:1212)"),
     ([("__GI__IO_file_doallocate", "./libio/filedoalloc.c", 101), ("_IO_doallocbuf", "./libio/genops.c", 347),
       ("bool chatllm::SimpleFile::seek<long>(long, int)", "/b/chatllm.cpp/src/chat.cpp", 1162)],
      "chatllm::SimpleFile::seek<long> (src/chat.cpp:1162)", None),
@@ -139,8 +146,19 @@ def test_a_way_that_ends_before_tracing_starts_says_so(tmp_path):
     assert proc.returncode == 1
     trace = results_of(tmp_path)["ways"]["restart"]["native_trace"]
     assert trace["status"] == "not_traced"
-    assert trace["message"] == "not traced: the way ended after 1 iteration(s), before tracing began after iteration 3"
+    assert trace["message"] == "not traced: the way finished 1 iteration(s) and tracing was to begin after iteration 3"
     assert "restart: not traced" in proc.stdout
+
+
+def test_a_worker_stopped_while_tracing_still_reports_what_was_live(tmp_path):
+    proc = synthetic(tmp_path, "--ways", "restart", "--trace-native", "--max-rss-mb", "200", iterations=40,
+                     settings="work_ms=20,load_ms=10,request_leak_mb=20")
+    assert proc.returncode == 1
+    doc = results_of(tmp_path)
+    trace = doc["ways"]["restart"]["native_trace"]
+    assert doc["ways"]["restart"]["status"] == "stopped" and trace["status"] == "incomplete"
+    assert trace["sites"][0]["bytes_per_iter"] == pytest.approx(20 * MIB, rel=0.10)
+    assert trace["resident_bytes"] is None  # the page map is taken only when tracing stops
 
 
 @pytest.mark.parametrize("args, words", [
