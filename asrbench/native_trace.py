@@ -33,6 +33,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from .checksum import sha256_of
 from .config import RunConfig, trace_start_after as start_after
 
 TOP_SITES = 25             # sites kept per way in the results
@@ -313,10 +314,20 @@ def _read(path: Path, starts: list[float]):
 
 
 def reanalyse(document: dict, run_dir: Path) -> None:
-    """--report: each traced way's sites again from its capture, when the run folder still holds it."""
+    """--report: each traced way's sites again from its capture, when the run folder still holds it.
+
+    memray names native frames when the capture is read, from the library files as they are then: a library rebuilt
+    since the run would put its new symbols on the old addresses, so then the sites stay as recorded."""
     if not (document.get("config") or {}).get("trace_native"):
         return
     config = RunConfig.from_dict(document["config"])
+    library = ((document.get("metadata") or {}).get("chatllm_library") or {}).get("library") or {}
+    if library.get("sha256") and (not Path(library["path"]).is_file() or sha256_of(Path(library["path"])) != library["sha256"]):
+        for status in document.get("ways", {}).values():
+            if status.get("native_trace", {}).get("status") in ("traced", "incomplete"):
+                status["native_trace"]["message"] = (f"as recorded: {library['path']} has changed since the run, so its "
+                                                     "frames cannot be named again")
+        return
     for way in document.get("iterations", {}):
         status = document.setdefault("ways", {}).setdefault(way, {})
         if (Path(run_dir) / f"{way}.jsonl").is_file():

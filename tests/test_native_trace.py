@@ -161,6 +161,20 @@ def test_a_worker_stopped_while_tracing_still_reports_what_was_live(tmp_path):
     assert trace["resident_bytes"] is None  # the page map is taken only when tracing stops
 
 
+def test_report_keeps_the_recorded_sites_when_the_library_has_been_rebuilt(tmp_path):
+    """memray names frames when it reads a capture: after a rebuild the old addresses would get the new symbols."""
+    library = tmp_path / "libchatllm.so"
+    library.write_bytes(b"rebuilt")
+    (tmp_path / "restart.jsonl").write_text("")
+    recorded = {"status": "traced", "sites": [{"site": "load_vocab_merges (src/tokenizer.cpp:407)"}]}
+    document = {"config": {"trace_native": True}, "iterations": {"restart": []},
+                "metadata": {"chatllm_library": {"library": {"path": str(library), "sha256": "0" * 64}}},
+                "ways": {"restart": {"native_trace": dict(recorded)}}}
+    native_trace.reanalyse(document, tmp_path)
+    trace = document["ways"]["restart"]["native_trace"]
+    assert trace["sites"] == recorded["sites"] and trace["message"].startswith(f"as recorded: {library} has changed")
+
+
 @pytest.mark.parametrize("args, words", [
     (["--trace-native", "--iterations", "4"], ["--trace-native starts after iteration 3", "--iterations 5"]),
     (["--trace-native-after", "6", "--iterations", "7"], ["after iteration 6", "--iterations 8"]),
