@@ -10,7 +10,10 @@ tracing and is still live at the end:
   made in the last iteration may be one the next request would free (a buffer kept from one request to the next), so
   only blocks that outlived at least one whole later iteration count as growth. Each block is placed in its
   iteration by memray's memory snapshots (every 10 ms) against the times the traced iterations began; the worker
-  pauses 30 ms before each traced iteration so that a snapshot falls between two iterations.
+  pauses 30 ms before each traced iteration so that a snapshot falls between two iterations;
+- resident: the part of those bytes in pages that were in memory when tracing stopped (mincore over the worker's
+  anonymous memory, for blocks of 64 KiB or more; smaller ones share pages the allocator writes and count whole).
+  ggml reserves buffers far larger than it writes, so sites are ordered by resident bytes per iteration.
 
 A site is the deepest frame of the allocation's stack that is not an allocator (malloc, operator new, ...), the C++
 standard library, the C library, the Python interpreter, ctypes or libffi: the engine's own function and line, or,
