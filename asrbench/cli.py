@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import report, results, text
+from . import native_trace, report, results, text
 from .config import (DEFAULT_AUDIO, DEFAULT_GGUF, DEFAULT_MODEL, ENGINES, PROJECT_DIR, WAYS, RunConfig, UsageError, check_output,
                      checked_int, env_int, validate)
 from .engines import EngineError, open_engine
@@ -131,6 +131,11 @@ def comparison_parser() -> argparse.ArgumentParser:
                    help="stop each way once its verdict is LEAK or no leak, judged at planned looks; --iterations is the maximum")
     p.add_argument("--min-iterations", type=positive_int("--min-iterations"),
                    help="with --until-decided: the first look (default 20, or --iterations if fewer)")
+    p.add_argument("--trace-native", action="store_true",
+                   help="record native allocations with memray from after the warm-up to the end: top sites of what "
+                        "stays live, and a leak flame graph per way (slower; see README)")
+    p.add_argument("--trace-native-after", type=int, metavar="N",
+                   help="iterations before tracing starts (implies --trace-native; default --warmup, else 3)")
     p.add_argument("--synthetic", default="", help="synthetic engine settings, e.g. request_leak_mb=0.5,noise_mb=2")
     p.add_argument("--no-plot", action="store_true", help="do not draw memory.png")
     p.add_argument("--report", metavar="FILE", help="re-analyse a results file or run folder; runs no engine")
@@ -148,6 +153,7 @@ def reanalyse(path: str, args) -> int:
             raise UsageError(f"--leak-threshold must be a positive number of MB per iteration, got {args.leak_threshold:g}")
         document["config"]["leak_threshold_mb"] = args.leak_threshold
     results.summarise(document)
+    native_trace.reanalyse(document, Path(path) if Path(path).is_dir() else Path(path).parent)
     print(report.table(document))
     if not args.no_plot and any(document["iterations"].values()):
         target = (Path(path) if Path(path).is_dir() else Path(path).parent) / "memory.png"
@@ -173,6 +179,8 @@ def main_comparison(argv=None) -> int:
                                                     else (default_max_rss_mb(), DEFAULT_MAX_RSS_WHY))
         config.uss_every, config.malloc_trim, config.tracemalloc = args.uss_every, args.malloc_trim, args.tracemalloc
         config.warmup, config.synthetic = args.warmup, args.synthetic
+        config.trace_native = args.trace_native or args.trace_native_after is not None
+        config.trace_native_after = args.trace_native_after
         if args.leak_threshold is not None:
             config.leak_threshold_mb = args.leak_threshold
         if args.min_iterations is not None and not args.until_decided:

@@ -62,6 +62,8 @@ class RunConfig:
     max_new_tokens_why: str = ""    # where the bound came from: the flag, or the default for seeded models
     seeded_model: dict | None = None  # size and seed of a model written by tools/make_model.py from random weights
     max_rss_mb_why: str = ""        # the flag, or the default derived from the machine's memory
+    trace_native: bool = False      # record native allocations with memray after the warm-up (asrbench/native_trace.py)
+    trace_native_after: int | None = None  # iterations before tracing starts (None: --warmup, else 3)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -183,6 +185,27 @@ def check_decoding(config: RunConfig) -> None:
                          f"{config.decoding}")
 
 
+DEFAULT_TRACE_AFTER = 3  # iterations before --trace-native starts when neither --trace-native-after nor --warmup is given
+
+
+def trace_start_after(config: RunConfig) -> int:
+    """Iterations run before native tracing starts: --trace-native-after, else --warmup, else DEFAULT_TRACE_AFTER."""
+    if config.trace_native_after is not None:
+        return config.trace_native_after
+    return config.warmup if config.warmup is not None else DEFAULT_TRACE_AFTER
+
+
+def check_trace(config: RunConfig) -> None:
+    if importlib.util.find_spec("memray") is None:
+        raise UsageError("memray is not installed (--trace-native records allocations with it): pip install memray")
+    after = trace_start_after(config)
+    if after < 0:
+        raise UsageError(f"--trace-native-after must be 0 or more iterations, got {after}")
+    if config.iterations < after + 2:
+        raise UsageError(f"--trace-native starts after iteration {after} and needs two traced iterations: pass "
+                         f"--iterations {after + 2} or more, or a smaller --trace-native-after")
+
+
 def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
     """Check everything a run needs before any worker starts; fills in the reference text and audio length."""
     if config.engine not in ENGINES:
@@ -215,6 +238,8 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
     if config.uss_every < 0:
         raise UsageError(f"--uss-every must be 0 (never) or a positive number of iterations, got {config.uss_every}")
     check_decoding(config)
+    if config.trace_native:
+        check_trace(config)
     if config.engine == "synthetic":
         try:
             SyntheticSettings.parse(config.synthetic)

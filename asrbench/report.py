@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from .native_trace import section as native_trace_section
+
 
 def _fmt(value, spec: str = ".1f", unit: str = "") -> str:
     if value is None:
@@ -80,6 +82,7 @@ def table(results: dict) -> str:
     lines += [label.ljust(width) + "".join(c.ljust(col) for c in cells) for label, cells in rows]
     lines.append("")
     lines += [results["verdicts"][w] for w in ways]
+    lines += native_trace_section(results)
     return "\n".join(line.rstrip() for line in lines)
 
 

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import memory, metadata, report, results, stats
+from . import memory, metadata, native_trace, report, results, stats
 from .config import PROJECT_DIR, RunConfig
 
 POLL_S = 0.2
@@ -278,6 +278,8 @@ def compare_ways(config: RunConfig, output: Path, quiet: bool = False, plot: boo
             document["ways"][way] = ended
             records = results.read_journal(run_dir / f"{way}.jsonl")["iterations"]
             document["iterations"][way] = records[:ended["iterations_completed"]] if ended["status"] == "decided" else records
+            if config.trace_native:
+                ended["native_trace"] = native_trace.analyse(config, run_dir, way)
             progress.done(way, ended)
             save(results.summarise(document), run_dir, output)
     finally:

@@ -102,8 +102,15 @@ def run(config: RunConfig, way: str, journal: Journal) -> None:
                   allocator=memory.allocator(), malloc_arena_max=os.environ.get("MALLOC_ARENA_MAX"))
     release = RELEASE[way]
     held = []  # the engine object, while this way keeps one
+    trace = None
+    if config.trace_native:  # imported only when asked for: without it, nothing of memray is in this process
+        from .native_trace import WorkerTrace
+
+        trace = WorkerTrace(config, journal)
     for number in range(1, config.iterations + 1):
         journal.iteration = number
+        if trace:
+            trace.before_iteration(number)
         step = Iteration(config, engine, way, number)
         if not held:
             held.append(step.load())
@@ -112,6 +119,8 @@ def run(config: RunConfig, way: str, journal: Journal) -> None:
         journal.write("unfinished", release=release, record=step.record)
         step.release(held, release)
         journal.write("iteration", **step.finish())
+    if trace:
+        trace.stop()
     journal.write("done", iterations=config.iterations)
 
 
