@@ -137,3 +137,51 @@ def test_fixed_library_completes_recreate_and_the_workers_exit_cleanly(tiny_mode
     assert library["variant"] == "fixed" and len(library["library"]["sha256"]) == 64
     assert [p["name"] for p in library["build"]["patches"]] == sorted(p.name for p in (PROJECT / "patches").glob("*.patch"))
     assert library["patches_changed_since_build"] == []
+
+
+def _in_fresh_process(code: str, *args) -> str:
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300,
+                          cwd=PROJECT, env=dict(__import__("os").environ, PYTHONPATH=str(PROJECT)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_fixed_library_releases_the_model_file_with_the_model(tiny_model, fixed_dir):
+    """Patch 0004: ModelLoader's file is closed when the model is destroyed (the stock loader leaks one descriptor
+    per model, since ~SimpleFile never runs through DataReader's non-virtual destructor)."""
+    out = _in_fresh_process("""
+import os, sys
+from pathlib import Path
+from asrbench.engines.chatllm import ChatLLMEngine
+engine = ChatLLMEngine(sys.argv[1], sys.argv[2], 1, 512, "Chinese", max_new_tokens=4)
+counts = []
+for _ in range(5):
+    llm = engine.create()
+    engine.transcribe(llm, Path(sys.argv[3]))
+    assert engine.destroy(llm) == 0
+    counts.append(len(os.listdir("/proc/self/fd")))
+print(counts)
+""", fixed_dir, tiny_model, SAMPLE)
+    counts = eval(out.strip().splitlines()[-1])
+    assert len(set(counts)) == 1, counts
+
+
+def test_patched_binding_never_gives_two_live_objects_one_id(tiny_model, fixed_dir):
+    """Patch 0005: ids come from a counter; with len(_obj2id) + 1, destroying B of A, B, C would give the next object
+    C's id, and C's callbacks would go to the newcomer."""
+    out = _in_fresh_process("""
+import sys
+from pathlib import Path
+from asrbench.engines.chatllm import ChatLLMEngine
+engine = ChatLLMEngine(sys.argv[1], sys.argv[2], 1, 512, "Chinese", max_new_tokens=4)
+registry = engine.binding.LibChatLLM._obj2id
+a, b, c = engine.create(), engine.create(), engine.create()
+assert engine.destroy(b) == 0 and b not in registry
+d = engine.create()
+ids = [registry[x] for x in (a, c, d)]
+assert len(set(ids)) == 3, ids
+by_id = engine.binding.LibChatLLM._id2obj
+assert all(by_id[registry[x]] is x for x in (a, c, d))  # each id still sends its callbacks to its own object
+print(ids, len(registry))
+""", fixed_dir, tiny_model, SAMPLE)
+    assert out.strip().splitlines()[-1].endswith(" 3")
