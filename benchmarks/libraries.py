@@ -25,7 +25,11 @@ PATCH_STEPS = [("fixed-p1", "0001 (+ binding 0005)"), ("fixed-p12", "+ 0002"), (
                ("fixed", "+ 0004: all")]
 
 
-def run(model: Path, library: str, ways: str, iterations: int, threads: int, out: Path) -> dict:
+def run(model: Path, library: str, ways: str, iterations: int, threads: int, out: Path, again: bool = False) -> dict:
+    if again:  # an earlier run's results: nothing is run
+        doc = json.loads((out / "comparison_results.json").read_text())
+        doc["_wall_s"] = None
+        return doc
     args = [sys.executable, str(PROJECT / "run_comparison.py"), "--model", str(model), "--library", library,
             "--ways", ways, "--iterations", str(iterations), "--threads", str(threads), "--malloc-trim",
             "--output", str(out), "--quiet", "--no-plot"]
@@ -64,7 +68,7 @@ def cells(doc: dict, way: str) -> dict:
         "verdict": summary.get("verdict", "no data"),
         "instance_mb": fmt(median([r.get("instance_mb") for r in records]), ".0f"),
         "load_s": fmt(median([r.get("load_s") for r in records]), ".2f"),
-        "release_s": fmt(median([r.get("release_s") for r in records]), ".3f"),
+        "release_ms": fmt(median([r["release_s"] * 1000 for r in records if r.get("release_s") is not None]), ".1f"),
         "results": doc["run_dir"],
     }
 
@@ -81,24 +85,30 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--patches", action="store_true", help="recreate on each cumulative patch set instead")
+    parser.add_argument("--from", dest="again", metavar="DIR", help="print the tables of an earlier run's folder again")
     args = parser.parse_args()
     models = ["tiny", "0.6b"] if args.model == "both" else [args.model]
     report = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "iterations": args.iterations, "threads": args.threads,
               "rows": []}
-    tmp = PROJECT / "benchmarks" / "out" / f"libraries-{time.strftime('%Y%m%d-%H%M%S')}"
-    tmp.mkdir(parents=True)
+    tmp = Path(args.again) if args.again else PROJECT / "benchmarks" / "out" / f"libraries-{time.strftime('%Y%m%d-%H%M%S')}"
+    tmp.mkdir(parents=True, exist_ok=True)
     for model in models:
         if args.patches:
             for library, patches in PATCH_STEPS:
-                if not (PROJECT / "build" / "engines" / library / "chatllm.cpp" / "bindings" / "libchatllm.so").is_file():
+                if not (tmp / f"{model}-{library}").is_dir() if args.again else not (
+                        PROJECT / "build" / "engines" / library / "chatllm.cpp" / "bindings" / "libchatllm.so").is_file():
                     print(f"skipping {library}: not built", file=sys.stderr)
                     continue
-                doc = run(MODELS[model], library, "recreate", args.iterations, args.threads, tmp / f"{model}-{library}")
+                doc = run(MODELS[model], library, "recreate", args.iterations, args.threads, tmp / f"{model}-{library}",
+                          bool(args.again))
                 report["rows"].append({"model": model, "library": library, "patches": patches, "way": "recreate",
                                        **cells(doc, "recreate")})
         else:
             for library in ("stock", "fixed"):
-                doc = run(MODELS[model], library, WAYS, args.iterations, args.threads, tmp / f"{model}-{library}")
+                if args.again and not (tmp / f"{model}-{library}").is_dir():
+                    continue
+                doc = run(MODELS[model], library, WAYS, args.iterations, args.threads, tmp / f"{model}-{library}",
+                          bool(args.again))
                 for way in WAYS.split(","):
                     report["rows"].append({"model": model, "library": library, "way": way, **cells(doc, way)})
         print(f"\n{model}: {args.iterations} iterations per way, {args.threads} threads", flush=True)
@@ -107,9 +117,9 @@ def main() -> int:
         columns += [("status", "status"), ("iterations", "iterations"), ("rss_anon", "RssAnon MB/iter [95% CI]"),
                     ("rss_anon_trimmed", "after malloc_trim"), ("verdict", "verdict"),
                     ("instance_mb", "instance (RssAnon MB at load)"), ("load_s", "load (s)"),
-                    ("release_s", "destroy/restart (s)")]
+                    ("release_ms", "destroy/restart (ms)")]
         print(table([r for r in report["rows"] if r["model"] == model], columns), flush=True)
-    path = tmp / "libraries.json"
+    path = tmp / ("libraries-patches.json" if args.patches else "libraries.json")
     path.write_text(json.dumps(report, indent=1))
     print(f"\nwritten: {path}", file=sys.stderr)
     return 0
