@@ -137,7 +137,7 @@ def comparison_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-seed", type=int, default=0, help="seed of --input-order shuffle (default 0)")
     p.add_argument("--peak", choices=["hwm", "sampling", "off"], default="hwm",
                    help="peak RSS per load and request: hwm (default: the kernel's high-water mark, reset through "
-                        "/proc/self/clear_refs; a 5 ms sampling thread where that is refused), sampling, or off")
+                        "/proc/self/clear_refs; a 10 ms sampling thread where that is refused), sampling, or off")
     p.add_argument("--allocators", metavar="LIST",
                    help=f"run each way once per allocator setting, each in a fresh worker: {', '.join(allocators.SETTINGS)}"
                         " or all (comma-separated)")
@@ -218,6 +218,9 @@ def main_asr(argv=None) -> int:
         config = base_config(args)
         config.ways = ["restart"]
         validate(config, need_reference=bool(args.reference))
+        if len(config.inputs) > 1:
+            raise UsageError(f"run_asr.py transcribes one file and --audio gives {len(config.inputs)}: pass one file "
+                             f"(run_comparison.py sends several)")
         engine = open_engine(config)
         started = time.perf_counter()
         handle = engine.create()

@@ -72,7 +72,7 @@ def allocator() -> str:
 
 
 CLEAR_REFS = "/proc/self/clear_refs"
-SAMPLE_EVERY_S = 0.005  # the sampling fallback's period: spikes shorter than this can be missed
+SAMPLE_EVERY_S = 0.01  # the sampling fallback's period: spikes shorter than this can be missed
 PEAK_METHODS = ("hwm", "sampling", "off")
 
 
@@ -90,7 +90,7 @@ class PeakMeter:
 
     hwm: writing 5 to /proc/self/clear_refs resets the kernel's high-water mark to the current RSS, and VmHWM read
     afterwards is the largest RSS since: exact, and two small /proc accesses per stretch. Where the write is refused,
-    a thread reading VmRSS every 5 ms takes over (as pyperf tracks peak memory), with the reason recorded; it misses
+    a thread reading VmRSS every 10 ms takes over (as pyperf tracks peak memory), with the reason recorded; it misses
     spikes shorter than its period. sampling: that thread by choice. off: no peak is read."""
 
     def __init__(self, method: str = "hwm", clear_refs: str = CLEAR_REFS):
