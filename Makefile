@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export BUILD_THREADS CHATLLM_SOURCE_ARCHIVE
 
 .PHONY: setup system-packages python-packages engine-source engines engine engine-fixed engine-asan \
-        models tiny-model seeded-model samples test bench
+        models tiny-model seeded-model samples test bench side-by-side
 
 setup: system-packages python-packages engine-source
 	@if [ -f chatllm.cpp/CMakeLists.txt ]; then \
@@ -24,7 +24,8 @@ system-packages:
 		ffmpeg espeak-ng cmake g++ make git patch ccache libjemalloc2 libtcmalloc-minimal4 >/dev/null
 
 python-packages:
-	$(PYTHON) -m pip install -q -r requirements-dev.txt -r requirements-whisper.txt -r requirements-fixture.txt
+	$(PYTHON) -m pip install -q -r requirements-dev.txt -r requirements-whisper.txt -r requirements-fixture.txt \
+		-r requirements-crispasr.txt
 
 # The pinned source: the submodule, or the archive CHATLLM_SOURCE_ARCHIVE names (sha256 checked against the pin).
 engine-source:
@@ -48,13 +49,14 @@ engine-asan:
 
 models: tiny-model seeded-model
 
-# Qwen3-ASR at toy size (0.5 MB): models/tiny-qwen3-asr.bin
+# Qwen3-ASR at toy size (0.5 MB): models/tiny-qwen3-asr.bin for chatllm.cpp and, from the same checkpoint with the
+# same weights, models/tiny-qwen3-asr.gguf for CrispASR
 tiny-model:
-	$(PYTHON) tools/make_model.py --size tiny
+	$(PYTHON) tools/make_model.py --size tiny --gguf
 
-# Qwen3-ASR-0.6B's dimensions with seeded weights, q4_0 (540 MB): models/seeded-qwen3-asr-0.6b-q4_0.bin
+# Qwen3-ASR-0.6B's dimensions with seeded weights, q4_0 (540 MB): models/seeded-qwen3-asr-0.6b-q4_0.bin and .gguf
 seeded-model:
-	$(PYTHON) tools/make_model.py --size 0.6b
+	$(PYTHON) tools/make_model.py --size 0.6b --gguf
 
 samples:
 	samples/make_samples.sh
@@ -64,3 +66,7 @@ test:
 
 bench:
 	$(PYTHON) benchmarks/harness.py
+
+# chatllm.cpp (stock and fixed) and CrispASR on the same seeded 0.6B weights, both ways, 1 and 2 threads
+side-by-side:
+	$(PYTHON) benchmarks/side_by_side.py

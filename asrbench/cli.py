@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import allocators, inputs, report, results, text
-from .config import (DEFAULT_AUDIO, DEFAULT_MODEL, ENGINES, PROJECT_DIR, WAYS, RunConfig, UsageError, check_output,
+from . import allocators, inputs, native_trace, report, results, text
+from .config import (DEFAULT_AUDIO, DEFAULT_GGUF, DEFAULT_MODEL, ENGINES, PROJECT_DIR, WAYS, RunConfig, UsageError, check_output,
                      checked_int, env_int, validate)
 from .engines import EngineError, open_engine
 from .engines.chatllm import DECODING_OPTIONS, library_dir
@@ -42,7 +42,8 @@ def number(name: str):
 def engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="chatllm", help=f"engine to drive: {', '.join(ENGINES)} (default chatllm)")
     parser.add_argument("--model", help=f"chatllm.cpp model file or downloader spec such as :qwen3-asr:0.6b "
-                                        f"(default {DEFAULT_MODEL.relative_to(PROJECT_DIR)})")
+                                        f"(default {DEFAULT_MODEL.relative_to(PROJECT_DIR)}); for --engine crispasr a "
+                                        f"GGUF (default {DEFAULT_GGUF.relative_to(PROJECT_DIR)})")
     parser.add_argument("--audio", nargs="+", metavar="FILE|FOLDER",
                         help="audio to transcribe (anything ffmpeg reads): one file, several, or a folder (its audio "
                              f"files by name); each file's reference is NAME.txt beside it (default "
@@ -91,7 +92,7 @@ def base_config(args) -> RunConfig:
         chatllm_dir=str(library_dir(library, args.chatllm_dir or os.environ.get("CHATLLM_DIR") or PROJECT_DIR / "chatllm.cpp")),
         max_new_tokens=args.max_new_tokens,
         max_new_tokens_why="--max-new-tokens" if args.max_new_tokens is not None else "",
-        model=args.model or str(DEFAULT_MODEL),
+        model=args.model or str(DEFAULT_GGUF if engine == "crispasr" else DEFAULT_MODEL),
         audio=audio[0],
         audio_set=list(audio),
         reference=args.reference or "",
@@ -130,6 +131,15 @@ def comparison_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, help="iterations to drop before fitting (default: detected)")
     p.add_argument("--leak-threshold", type=number("--leak-threshold"),
                    help="MB/iteration below which significant growth is 'minor' (default 0.05)")
+    p.add_argument("--until-decided", action="store_true",
+                   help="stop each way once its verdict is LEAK or no leak, judged at planned looks; --iterations is the maximum")
+    p.add_argument("--min-iterations", type=positive_int("--min-iterations"),
+                   help="with --until-decided: the first look (default 20, or --iterations if fewer)")
+    p.add_argument("--trace-native", action="store_true",
+                   help="record native allocations with memray from after the warm-up to the end: top sites of what "
+                        "stays live, and a leak flame graph per way (slower; see README)")
+    p.add_argument("--trace-native-after", type=int, metavar="N",
+                   help="iterations before tracing starts (implies --trace-native; default --warmup, else 3)")
     p.add_argument("--synthetic", default="", help="synthetic engine settings, e.g. request_leak_mb=0.5,noise_mb=2")
     p.add_argument("--input-order", choices=list(inputs.ORDERS), default="cycle",
                    help="how several --audio files are sent: cycle (in order, again and again; default) or shuffle "
@@ -153,8 +163,11 @@ def reanalyse(path: str, args) -> int:
     if args.warmup is not None:
         document["config"]["warmup"] = args.warmup
     if args.leak_threshold is not None:
+        if args.leak_threshold <= 0:
+            raise UsageError(f"--leak-threshold must be a positive number of MB per iteration, got {args.leak_threshold:g}")
         document["config"]["leak_threshold_mb"] = args.leak_threshold
     results.summarise(document)
+    native_trace.reanalyse(document, Path(path) if Path(path).is_dir() else Path(path).parent)
     print(report.printed(document))
     if not args.no_plot and any(document["iterations"].values()):
         target = (Path(path) if Path(path).is_dir() else Path(path).parent) / "memory.png"
@@ -180,6 +193,8 @@ def main_comparison(argv=None) -> int:
                                                     else (default_max_rss_mb(), DEFAULT_MAX_RSS_WHY))
         config.uss_every, config.malloc_trim, config.tracemalloc = args.uss_every, args.malloc_trim, args.tracemalloc
         config.warmup, config.synthetic = args.warmup, args.synthetic
+        config.trace_native = args.trace_native or args.trace_native_after is not None
+        config.trace_native_after = args.trace_native_after
         config.input_order, config.input_seed, config.peak = args.input_order, args.input_seed, args.peak
         if args.allocators is not None:
             try:
@@ -188,6 +203,10 @@ def main_comparison(argv=None) -> int:
                 raise UsageError(str(e)) from None
         if args.leak_threshold is not None:
             config.leak_threshold_mb = args.leak_threshold
+        if args.min_iterations is not None and not args.until_decided:
+            raise UsageError("--min-iterations only applies with --until-decided: add --until-decided or drop it")
+        config.until_decided = args.until_decided
+        config.min_iterations = args.min_iterations or min(config.min_iterations, config.iterations)
         validate(config)
         output = Path(args.output)
         check_output(output)
@@ -241,9 +260,11 @@ def main_asr(argv=None) -> int:
     if config.reference_text:
         print(f"reference:        {config.reference_text}")
         print(f"WER / CER:        {texts['wer']:.3f} / {texts['cer']:.3f}")
-    if engine.describe().get("decoding"):
-        print(f"decoding:         {report.decoding_label(engine.describe()['decoding'])}")
-    ttft = f"{result.ttft_s * 1000:.0f} ms" if result.ttft_s is not None else "no output"
+    described = engine.describe()
+    if described.get("decoding"):
+        print(f"decoding:         {report.decoding_label(described['decoding'])}")
+    ttft = (f"{result.ttft_s * 1000:.0f} ms" if result.ttft_s is not None else
+            "not measured (the engine returns the transcript whole)" if described.get("ttft") else "no output")
     print(f"load:             {load_s:.2f} s")
     print(f"first token:      {ttft}; request {result.request_s:.2f} s; audio {config.audio_seconds or 0:.2f} s")
     if not result.ended:

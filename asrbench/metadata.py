@@ -12,6 +12,7 @@ from . import __version__, memory
 from .checksum import sha256_of
 from .config import PROJECT_DIR, RunConfig
 from .engines.chatllm import build_manifest, library_path
+from .engines.crispasr import package_dir as crispasr_dir
 
 
 def git_sha(path: Path) -> str | None:
@@ -78,7 +79,25 @@ def collect_metadata(config: RunConfig) -> dict:
         meta["chatllm_library"] = library_facts(config.library, Path(config.chatllm_dir))
         meta["model"] = file_facts(config.model)
         meta["seeded_model"] = config.seeded_model
+    if config.engine == "crispasr":
+        meta["crispasr"] = crispasr_facts()
+        meta["model"] = file_facts(config.model)
+        meta["seeded_model"] = config.seeded_model
     return meta
+
+
+def crispasr_facts() -> dict:
+    """Which CrispASR ran: the package version and its native library's sha256 (read without loading it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        facts = {"version": version("crispasr")}
+    except PackageNotFoundError:
+        return {"version": None}
+    folder = crispasr_dir()
+    if folder:
+        facts["library"] = file_facts(str(folder / "libcrispasr.so"))
+    return facts
 
 
 def library_facts(library: str, chatllm_dir: Path) -> dict:

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from .native_trace import section as native_trace_section
+
 
 def _fmt(value, spec: str = ".1f", unit: str = "") -> str:
     if value is None:
@@ -21,6 +23,8 @@ def table(results: dict) -> str:
     summary = results.get("summary", {})
     status = results.get("ways", {})
 
+    level = _level(summary)
+
     def memory_rows(metric: str, label: str):
         rows = []
         rows.append((f"{label} initial / final (MB)",
@@ -28,7 +32,7 @@ def table(results: dict) -> str:
                             summary[w]["memory"].get(metric, {}).get("final_mb")) for w in ways]))
         rows.append((f"{label} growth (MB)", [_fmt(summary[w]["memory"].get(metric, {}).get("growth_mb"), "+.1f") for w in ways]))
         rows.append((f"{label} MB/iter, naive", [_fmt(summary[w]["memory"].get(metric, {}).get("mb_per_iter_naive"), "+.3f") for w in ways]))
-        rows.append((f"{label} MB/iter, Theil-Sen [95% CI]", [_slope(summary[w]["memory"].get(metric)) for w in ways]))
+        rows.append((f"{label} MB/iter, Theil-Sen [{level} CI]", [_slope(summary[w]["memory"].get(metric)) for w in ways]))
         return rows
 
     rows = [("status", [_status(status.get(w, {}), len(results["iterations"][w])) for w in ways])]
@@ -37,12 +41,17 @@ def table(results: dict) -> str:
     rows += memory_rows("rss_anon_mb", "RssAnon")
     rows += peak_rows(summary, ways)
     if any("uss_mb" in summary[w]["memory"] for w in ways):
-        rows += [("USS MB/iter, Theil-Sen [95% CI]", [_slope(summary[w]["memory"].get("uss_mb")) for w in ways])]
+        rows += [(f"USS MB/iter, Theil-Sen [{level} CI]", [_slope(summary[w]["memory"].get("uss_mb")) for w in ways])]
     if any("rss_anon_trimmed_mb" in summary[w]["memory"] for w in ways):
         rows += [("RssAnon after malloc_trim MB/iter", [_slope(summary[w]["memory"].get("rss_anon_trimmed_mb")) for w in ways])]
     rows += [
         ("warm-up cut (iterations)", [_fmt(summary[w]["memory"].get(summary[w]["verdict_metric"], {}).get("warmup"), "d") for w in ways]),
         ("shape", [_fmt(summary[w]["memory"].get(summary[w]["verdict_metric"], {}).get("shape"), "") for w in ways]),
+        ("trend test p (Mann-Kendall, Hamed-Rao)",
+         [_fmt(summary[w]["memory"].get(summary[w]["verdict_metric"], {}).get("trend_p"), ".2g") for w in ways]),
+        ("lag-1 autocorrelation / effective n",
+         [_pair(summary[w]["memory"].get(summary[w]["verdict_metric"], {}).get("autocorrelation"),
+                summary[w]["memory"].get(summary[w]["verdict_metric"], {}).get("n_effective"), ".2f") for w in ways]),
         ("projected per 1,000 requests (MB)",
          [_fmt(summary[w]["memory"].get(summary[w]["verdict_metric"], {}).get("per_1000_requests_mb"), "+.0f") for w in ways]),
         ("load time (s), first / mean", [_pair(summary[w]["load_s"]["first"], summary[w]["load_s"]["mean"], ".2f") for w in ways]),
@@ -74,6 +83,7 @@ def table(results: dict) -> str:
     lines += [label.ljust(width) + "".join(c.ljust(col) for c in cells) for label, cells in rows]
     lines.append("")
     lines += [results["verdicts"][w] for w in ways]
+    lines += native_trace_section(results)
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -104,7 +114,7 @@ def printed(results: dict) -> str:
 def matrix_table(results: dict) -> str:
     """Per way and allocator setting: RssAnon slope with its 95 % interval, what it removes of glibc's, final RssAnon
     and RSS after destroy/restart, and peak RSS during requests; then the verdict lines."""
-    header = ["way", "allocator", "loaded", "iterations", "RssAnon MB/iter [95% CI]", "removed vs glibc",
+    header = ["way", "allocator", "loaded", "iterations", f"RssAnon MB/iter [{_level(results['summary'])} CI]", "removed vs glibc",
               "RssAnon final", "RSS final", "peak RSS median / max", "verdict"]
     body, notes = [], []
     for row in sorted(results["allocator_matrix"], key=lambda r: r["way"]):
@@ -126,7 +136,8 @@ def matrix_table(results: dict) -> str:
     lines = ["allocator matrix (RssAnon and RSS after each destroy/restart; peak RSS during requests; MB)"]
     lines += ["".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header] + body]
     lines += notes + [""] + [results["verdicts"][k] for k in results["verdicts"]]
-    return "\n".join(lines)
+    lines += native_trace_section(results)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def inputs_table(results: dict) -> str:
@@ -184,6 +195,12 @@ def _drift_across(drift: dict | None) -> str:
     return ", ".join(f"{other} {count}/{drift['transcripts']}" for other, count in counts.items())
 
 
+def _level(summary: dict) -> str:
+    """The intervals' confidence, e.g. '95%', or '99%' when --until-decided split the error across five looks."""
+    levels = {a["confidence"] for way in summary.values() for a in way["memory"].values() if "confidence" in a}
+    return "/".join(f"{100 * c:.3g}%" for c in sorted(levels)) or "95%"
+
+
 def _slope(analysis: dict | None) -> str:
     if not analysis or analysis.get("n", 0) < 3:  # fewer than three samples make no slope worth printing
         return "-"
@@ -198,18 +215,21 @@ def _status(way: dict, measured: int) -> str:
 
 def compare(old: dict, new: dict, fail_above: float | None) -> tuple[str, bool]:
     """Slopes of two runs side by side; failed when a way's new slope is above fail_above or significantly steeper."""
-    lines = [f"{'way':10} {'old MB/iter [95% CI]':32} {'new MB/iter [95% CI]':32} result"]
+    lines = [f"{'way':10} {'old MB/iter [' + _level(old.get('summary', {})) + ' CI]':32} "
+             f"{'new MB/iter [' + _level(new.get('summary', {})) + ' CI]':32} {'verdict old -> new':30} result"]
     failed = False
     for way in new.get("summary", {}):
         n = new["summary"][way]["memory"].get(new["summary"][way]["verdict_metric"], {})
         o = old.get("summary", {}).get(way, {}).get("memory", {}).get(new["summary"][way]["verdict_metric"], {})
+        verdicts = f"{o.get('verdict', 'not run')} -> {n.get('verdict', 'no data')}"
         problems = []
         if fail_above is not None and n.get("n") and n["slope_mb_per_iter"] > fail_above:
             problems.append(f"slope above {fail_above:g}")
         if o.get("n") and n.get("n") and n["slope_low"] > o["slope_high"]:
             problems.append("grew significantly")
         failed = failed or bool(problems)
-        lines.append(f"{way:10} {_slope(o):32} {_slope(n):32} {'FAIL: ' + ', '.join(problems) if problems else 'ok'}")
+        lines.append(f"{way:10} {_slope(o):32} {_slope(n):32} {verdicts:30} "
+                     f"{'FAIL: ' + ', '.join(problems) if problems else 'ok'}")
     return "\n".join(lines), failed
 
 
@@ -256,7 +276,8 @@ def plot(results: dict, path: Path) -> Path:
     growth.grid(alpha=0.3)
     growth.legend(fontsize=8)
     engine = results.get("config", {}).get("engine", "")
-    failed = [f"{w}: {s.get('message')}" for w, s in results.get("ways", {}).items() if s.get("status") not in (None, "completed")]
+    failed = [f"{w}: {s.get('message')}" for w, s in results.get("ways", {}).items()
+              if s.get("status") not in (None, "completed", "decided")]
     fig.suptitle(f"Memory per iteration ({engine}; dotted line: warm-up cut)" + ("\n" + "; ".join(failed) if failed else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=100)

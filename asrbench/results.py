@@ -13,7 +13,7 @@ from . import allocators, stats, text
 from .config import RunConfig
 from .engines.chatllm import DECODING_OPTIONS, decoding_settings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: verdict 'undecided', intervals that allow for autocorrelation, --until-decided; 1 is still read
 MEMORY_METRICS = ("rss_mb", "rss_anon_mb", "rss_file_mb", "uss_mb", "rss_anon_trimmed_mb", "py_traced_mb")
 PRIMARY_METRIC = "rss_anon_mb"  # model weights are read into anonymous memory, so a leak shows here
 
@@ -43,7 +43,26 @@ def read_journal(path: Path) -> dict:
     return journal
 
 
-def summarise_way(records: list[dict], warmup: int | None, threshold_mb: float) -> dict:
+def checkpoints(config: dict) -> list[int]:
+    """The iterations --until-decided judges a way at; none without it."""
+    if not config.get("until_decided"):
+        return []
+    return stats.checkpoints(config.get("min_iterations") or 20, config.get("iterations") or 100)
+
+
+def looks(config: dict) -> int:
+    """How many times a way of this run is judged: its error is split across them."""
+    return max(len(checkpoints(config)), 1)
+
+
+def verdict_analysis(records: list[dict], warmup: int | None, threshold_mb: float, planned_looks: int = 1) -> dict:
+    """The analysis a way's verdict rests on (RssAnon, else RSS): what --until-decided judges at each look."""
+    metric = PRIMARY_METRIC if any(r.get(PRIMARY_METRIC) is not None for r in records) else "rss_mb"
+    numbers = [r.get("iteration", i + 1) for i, r in enumerate(records)]
+    return stats.analyse([r.get(metric) for r in records], numbers, warmup, threshold_mb, planned_looks)
+
+
+def summarise_way(records: list[dict], warmup: int | None, threshold_mb: float, planned_looks: int = 1) -> dict:
     numbers = [r.get("iteration", i + 1) for i, r in enumerate(records)]
 
     def series(key):
@@ -53,7 +72,7 @@ def summarise_way(records: list[dict], warmup: int | None, threshold_mb: float) 
         return {"median": stats.median(series(key)), "p95": stats.percentile(series(key), 95)}
 
     analyses = {
-        metric: stats.analyse(series(metric), numbers, warmup, threshold_mb)
+        metric: stats.analyse(series(metric), numbers, warmup, threshold_mb, planned_looks)
         for metric in MEMORY_METRICS
         if any(v is not None for v in series(metric))
     }
@@ -119,11 +138,13 @@ def summarise(results: dict) -> dict:
     results["summary"] = {}
     results["verdicts"] = {}
     for way, records in results.get("iterations", {}).items():
-        summary = summarise_way(records, warmup, threshold)
+        summary = summarise_way(records, warmup, threshold, looks(config))
         results["summary"][way] = summary
         line = stats.verdict_line(way, summary["memory"].get(summary["verdict_metric"], {"n": 0}))
         status = results.get("ways", {}).get(way, {})
-        if status.get("status") not in (None, "completed"):
+        if status.get("status") == "decided":
+            line += f" (decided at iteration {status['iterations_completed']} of at most {config.get('iterations')})"
+        elif status.get("status") not in (None, "completed"):
             line += f" ({status.get('message', status['status'])})"
         results["verdicts"][way] = line
     drift = transcript_drift(results.get("iterations", {}))
@@ -256,9 +277,13 @@ def allocator_matrix(results: dict) -> list[dict]:
     for row in rows:
         base = next((r for r in rows if r["way"] == row["way"] and r["allocator"] == "glibc"), None)
         both = lambda k: base and base.get(k) is not None and row.get(k) is not None
-        row["slope_removed_vs_glibc"] = base["slope_mb_per_iter"] - row["slope_mb_per_iter"] if both("slope_mb_per_iter") else None
+        # slopes need three samples each; final levels compare only at the same iteration
+        row["slope_removed_vs_glibc"] = (base["slope_mb_per_iter"] - row["slope_mb_per_iter"]
+                                         if both("slope_mb_per_iter") and min(base["iterations"], row["iterations"]) >= 3
+                                         else None)
         row["rss_anon_final_removed_vs_glibc_mb"] = (base["rss_anon_final_mb"] - row["rss_anon_final_mb"]
-                                                     if both("rss_anon_final_mb") else None)
+                                                     if both("rss_anon_final_mb") and base["iterations"] == row["iterations"]
+                                                     else None)
     return rows
 
 
@@ -310,6 +335,8 @@ def load(path: Path) -> dict:
     if not isinstance(document, dict) or not isinstance(document.get("iterations"), dict):
         raise ResultsError(f"{path} has no 'iterations' object: see docs/results-format.md")
     version = document.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or version < 1:
+        raise ResultsError(f"{path} has schema_version {version!r}, not a version number: set it to 1 or {SCHEMA_VERSION}")
     if version > SCHEMA_VERSION:
         raise ResultsError(f"{path} is schema_version {version}; this tool reads up to {SCHEMA_VERSION}: update it")
     for way, records in document["iterations"].items():

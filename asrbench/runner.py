@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import allocators, memory, metadata, report, results
+from . import allocators, memory, metadata, native_trace, report, results, stats
 from .config import PROJECT_DIR, RunConfig
 
 POLL_S = 0.2
@@ -90,6 +90,53 @@ class Progress:
             print(f"{way}: {outcome['message']}", file=sys.stderr, flush=True)
 
 
+class UntilDecided:
+    """--until-decided: judges a way's iterations at each planned look, with the error split across the looks.
+
+    The looks are the minimum, then 1.5 times as many iterations each time, then the maximum (--iterations); at each
+    the trend test needs p < 0.01 / looks and the interval is the 1 - 0.05 / looks one (Bonferroni), so that looking
+    five times raises neither false LEAKs nor false 'no leak's above what one look at the end would give.
+    """
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.plan = results.checkpoints(config.to_dict())
+        self.records, self.looks, self.decided = [], [], None
+
+    def see(self, record: dict) -> None:
+        """Take one finished iteration; at a planned look, judge everything so far."""
+        self.records.append(record)
+        if self.decided or len(self.records) not in self.plan:
+            return
+        a = results.verdict_analysis(self.records, self.config.warmup, self.config.leak_threshold_mb, len(self.plan))
+        self.looks.append({"iteration": len(self.records), "verdict": a["verdict"], "reason": a.get("reason"),
+                           "slope_mb_per_iter": a.get("slope_mb_per_iter"), "slope_low": a.get("slope_low"),
+                           "slope_high": a.get("slope_high"), "trend_p": a.get("trend_p")})
+        if a["verdict"] in stats.DECIDED:
+            self.decided = self.looks[-1]
+
+    def describe(self) -> dict:
+        return {"checkpoints": self.plan, "trend_alpha_per_look": stats.TREND_ALPHA / len(self.plan),
+                "confidence_per_look": 1 - stats.ALPHA / len(self.plan), "looks": self.looks,
+                "decided_at": self.decided["iteration"] if self.decided else None,
+                "decision": self.decided["verdict"] if self.decided else None}
+
+    def outcome(self, returncode: int, events: list[dict], last_rss, log: Path) -> dict:
+        """How a way stopped because it was decided: only the iterations up to the deciding look count."""
+        at, kept, count = self.decided["iteration"], [], 0
+        for event in events:
+            if count == at:
+                break
+            kept.append(event)
+            count += event["event"] == "iteration"
+        result = outcome(returncode, kept, None, last_rss, self.config.iterations, log)
+        for key in ("signal", "exit_crash", "died_in", "unfinished_iteration", "log_tail"):
+            result.pop(key, None)  # the worker was stopped on purpose, wherever it was
+        result.update(status="decided", iterations_completed=at, until_decided=self.describe(),
+                      message=f"decided at iteration {at} of at most {self.config.iterations} ({self.decided['verdict']})")
+        return result
+
+
 def run_way(config: RunConfig, way: str, run_dir: Path, progress: Progress, interrupt: Interrupt,
             allocator: str | None = None) -> dict:
     """Start the worker for one way (under one allocator setting, when given), watch it to the end, and say how it ended."""
@@ -104,6 +151,7 @@ def run_way(config: RunConfig, way: str, run_dir: Path, progress: Progress, inte
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         )
     tail = JournalTail(journal)
+    judge = UntilDecided(config) if config.until_decided else None
     last_activity, last_rss, stopped = time.monotonic(), None, None
     while True:
         returncode = proc.poll()
@@ -111,6 +159,11 @@ def run_way(config: RunConfig, way: str, run_dir: Path, progress: Progress, inte
             last_activity = time.monotonic()
             if event["event"] == "iteration":
                 progress.update(key, config.iterations, event)
+                if judge:
+                    judge.see(event)
+        if judge and judge.decided:
+            stop(proc, signal.SIGTERM)  # the answer is known: the iterations after the deciding look are not used
+            break
         if returncode is not None:
             break
         if interrupt.signum:
@@ -133,10 +186,17 @@ def run_way(config: RunConfig, way: str, run_dir: Path, progress: Progress, inte
             break
         time.sleep(POLL_S)
     tail.read()
-    ended = outcome(proc.returncode, tail.events, stopped, last_rss, config.iterations, run_dir / f"{key}.log")
+    if judge and judge.decided:
+        result = judge.outcome(proc.returncode, tail.events, last_rss, run_dir / f"{key}.log")
+    else:
+        result = outcome(proc.returncode, tail.events, stopped, last_rss, config.iterations, run_dir / f"{key}.log")
+    if judge and not judge.decided:
+        result["until_decided"] = judge.describe()
+        if result["status"] == "completed":
+            result["message"] += "; still undecided at the last look"
     if allocator:
-        ended.update(way=way, allocator=allocator)
-    return ended
+        result.update(way=way, allocator=allocator)
+    return result
 
 
 def outcome(returncode: int, events: list[dict], stopped, last_rss, total: int, log: Path) -> dict:
@@ -229,7 +289,10 @@ def compare_ways(config: RunConfig, output: Path, quiet: bool = False, plot: boo
                 continue
             ended = run_way(config, way, run_dir, progress, interrupt, allocator)
             document["ways"][key] = ended
-            document["iterations"][key] = results.read_journal(run_dir / f"{key}.jsonl")["iterations"]
+            records = results.read_journal(run_dir / f"{key}.jsonl")["iterations"]
+            document["iterations"][key] = records[:ended["iterations_completed"]] if ended["status"] == "decided" else records
+            if config.trace_native:
+                ended["native_trace"] = native_trace.analyse(config, run_dir, key)
             progress.done(key, ended)
             save(results.summarise(document), run_dir, output)
     finally:
@@ -237,7 +300,7 @@ def compare_ways(config: RunConfig, output: Path, quiet: bool = False, plot: boo
             signal.signal(s, handler)
     statuses = [w["status"] for w in document["ways"].values()]
     document["status"] = ("interrupted" if interrupt.signum else
-                          "completed" if all(s == "completed" for s in statuses) else "failed")
+                          "completed" if all(s in ("completed", "decided") for s in statuses) else "failed")
     results.summarise(document)
     if plot and any(document["iterations"].values()):
         document["plot"] = report.plot(document, run_dir / "memory.png").name

@@ -122,8 +122,15 @@ def run(config: RunConfig, way: str, journal: Journal) -> None:
     sources = config.input_list()
     plan = inputs.schedule(len(sources), config.iterations, config.input_order, config.input_seed)
     held = []  # the engine object, while this way keeps one
+    trace = None
+    if config.trace_native:  # imported only when asked for: without it, nothing of memray is in this process
+        from .native_trace import WorkerTrace
+
+        trace = WorkerTrace(config, journal)
     for number in range(1, config.iterations + 1):
         journal.iteration = number
+        if trace:
+            trace.before_iteration(number)
         step = Iteration(config, engine, way, number, sources[plan[number - 1]], peak,
                          bool(setting and setting.trim_after_release))
         if not held:
@@ -133,6 +140,8 @@ def run(config: RunConfig, way: str, journal: Journal) -> None:
         journal.write("unfinished", release=release, record=step.record)
         step.release(held, release)
         journal.write("iteration", **step.finish())
+    if trace:
+        trace.stop()
     journal.write("done", iterations=config.iterations)
 
 

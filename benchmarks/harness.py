@@ -26,8 +26,11 @@ from asrbench.engines.synthetic import NativeBlock  # noqa: E402
 
 CHATLLM_DIR = Path(os.environ.get("CHATLLM_DIR") or PROJECT / "chatllm.cpp")
 TINY = PROJECT / "models" / "tiny-qwen3-asr.bin"
+SEEDED = PROJECT / "models" / "seeded-qwen3-asr-0.6b-q4_0.bin"
 SAMPLE = PROJECT / "samples" / "phoneNumber1-zh-TW.wav"
-GREEDY = ["-t", "0"]  # same tokens every request, so both sides generate the same amount of work
+# Both sides decode greedily and stop after 16 tokens (what the benchmark does by default for a seeded model), so they
+# generate the same tokens and the same amount of work every request.
+SAME_WORK = ["-t", "0", "--max_new_tokens", "16"]
 
 
 def comparison(*args, timeout=3600) -> tuple[dict, float]:
@@ -126,11 +129,11 @@ def sensitivity(seeds: int, clean_seeds: int, iterations: int) -> dict:
             "false_positives": flagged, "clean_seeds": clean_seeds}
 
 
-def cli_request_latency(requests: int, threads: int) -> list[float]:
+def cli_request_latency(model: Path, requests: int, threads: int) -> list[float]:
     """Request latency through chatllm.cpp's own program: interactive ASR mode, one file per prompt."""
     main = CHATLLM_DIR / "build" / "bin" / "main"
-    proc = subprocess.Popen([str(main), "-m", str(TINY), "-n", str(threads), "-c", "4096", "--set", "language", "Chinese",
-                             *GREEDY, "-i"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([str(main), "-m", str(model), "-n", str(threads), "-c", "4096", "--set", "language", "Chinese",
+                             *SAME_WORK, "-i"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
     def wait_prompt():
         seen = b""
@@ -155,18 +158,18 @@ def cli_request_latency(requests: int, threads: int) -> list[float]:
     return latencies
 
 
-def engine_figures(requests: int, threads: int, default_run: bool, rounds: int = 5) -> dict:
-    if not (CHATLLM_DIR / "bindings" / "libchatllm.so").is_file() or not TINY.is_file():
-        return {"skipped": "libchatllm or models/tiny-qwen3-asr.bin missing (make engine tiny-model)"}
-    figures = {"requests_per_round": requests, "rounds": rounds, "engine_args": GREEDY}
+def engine_figures(model: Path, requests: int, threads: int, default_run: bool, rounds: int = 5) -> dict:
+    if not (CHATLLM_DIR / "bindings" / "libchatllm.so").is_file() or not model.is_file():
+        return {"skipped": f"libchatllm or {model} missing (make engine models)"}
+    figures = {"model": model.name, "requests_per_round": requests, "rounds": rounds, "engine_args": SAME_WORK}
     has_main = (CHATLLM_DIR / "build" / "bin" / "main").is_file()
     ours, cli = [], []
     for _ in range(rounds):  # alternate the two, so drifts in machine speed hit both alike
-        doc, _ = comparison("--model", TINY, "--ways", "restart", "--iterations", requests, "--threads", threads,
-                            "--engine-args", " ".join(GREEDY))
+        doc, _ = comparison("--model", model, "--ways", "restart", "--iterations", requests, "--threads", threads,
+                            "--engine-args", " ".join(SAME_WORK))
         ours += [r["request_s"] for r in doc["iterations"]["restart"][1:]]
         if has_main:
-            cli += cli_request_latency(requests, threads)[1:]
+            cli += cli_request_latency(model, requests, threads)[1:]
     quartiles = lambda xs: [round(q * 1000, 1) for q in statistics.quantiles(xs, n=4)]
     figures["benchmark_request_ms_quartiles"] = quartiles(ours)
     if has_main:
@@ -175,7 +178,7 @@ def engine_figures(requests: int, threads: int, default_run: bool, rounds: int =
     else:
         figures["chatllm_main"] = "not built (cmake --build chatllm.cpp/build --target main)"
     if default_run:
-        doc, wall = comparison("--model", TINY, "--threads", threads)
+        doc, wall = comparison("--model", model, "--threads", threads)
         figures["default_run_wall_s"] = wall
         figures["default_run_ways"] = {w: s["message"] for w, s in doc["ways"].items()}
     return figures
@@ -184,21 +187,26 @@ def engine_figures(requests: int, threads: int, default_run: bool, rounds: int =
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer seeds and iterations")
+    parser.add_argument("--model", choices=["tiny", "0.6b"], default="tiny",
+                        help="model for the latency comparison with chatllm.cpp's main (default tiny)")
+    parser.add_argument("--latency-only", action="store_true", help="only the latency comparison and the default run")
     args = parser.parse_args()
     quick = args.quick
+    model = TINY if args.model == "tiny" else SEEDED
     report = {
         "machine": {"cpu": metadata.cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "os": platform.platform()},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "harness_overhead": harness_overhead(30 if quick else 100),
-        "harness_overhead_peak_off": harness_overhead(30 if quick else 100, "--peak", "off"),
-        "sample_cost": sample_costs(),
-        "sensitivity": sensitivity(2 if quick else 5, 5 if quick else 20, 60),
+        "load_average_at_start": os.getloadavg(),  # latency figures need a quiet machine
         # one thread: on 2 cores, two inference threads share the machine with everything else and latencies
         # jump between two modes (seen here: ~690 and ~950 ms), which swamps a few per cent either way
-        "chatllm_1_thread": engine_figures(6, 1, default_run=False, rounds=2 if quick else 5),
-        "chatllm_2_threads": engine_figures(6, 2, default_run=not quick, rounds=2 if quick else 5),
+        "chatllm_1_thread": engine_figures(model, 6, 1, default_run=False, rounds=2 if quick else 5),
+        "chatllm_2_threads": engine_figures(model, 6, 2, default_run=not quick, rounds=2 if quick else 5),
     }
+    if not args.latency_only:
+        report.update(harness_overhead=harness_overhead(30 if quick else 100),
+                      harness_overhead_peak_off=harness_overhead(30 if quick else 100, "--peak", "off"),
+                      sample_cost=sample_costs(), sensitivity=sensitivity(2 if quick else 5, 5 if quick else 20, 60))
     print(json.dumps(report, indent=1))
     out = PROJECT / "benchmarks" / "out"
     out.mkdir(parents=True, exist_ok=True)

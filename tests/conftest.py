@@ -49,3 +49,32 @@ def tiny_model(chatllm_dir) -> Path:
     if not TINY_MODEL.is_file():
         pytest.skip(f"{TINY_MODEL.name} is missing (make tiny-model)")
     return TINY_MODEL
+
+
+# Which tests ran on a real engine (libchatllm, faster-whisper, CrispASR) rather than the synthetic control: named at the
+# end of the run, so a CI log shows that the mission's own engine path was exercised and not skipped.
+REAL_ENGINE_FIXTURES = {"chatllm_dir", "tiny_model", "fixed_dir"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_engine: runs a real inference engine (named in the summary)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if REAL_ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_engine)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    outcomes = {}
+    for outcome in ("passed", "failed", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "real_engine" in getattr(report, "keywords", {}) and report.when in ("call", "setup"):
+                outcomes.setdefault(outcome, []).append(report.nodeid)
+    if outcomes:
+        terminalreporter.section("tests on a real engine")
+        for outcome, ids in outcomes.items():
+            terminalreporter.write_line(f"{outcome}: {len(ids)}")
+            for nodeid in ids:
+                terminalreporter.write_line(f"  {nodeid}")

@@ -151,3 +151,16 @@ def test_unknown_decoding_and_decoding_an_engine_cannot_do():
     one_line_error(run_tool("--engine", "synthetic", "--decoding", "beam"), "--decoding", "greedy", "engine-default")
     one_line_error(run_tool("--engine", "faster-whisper", "--decoding", "engine-default"),
                    "faster-whisper decodes greedily", "drop --decoding")
+
+
+def test_until_decided_options_that_cannot_work():
+    one_line_error(run_tool("--engine", "synthetic", "--min-iterations", "20"), "--min-iterations only applies with --until-decided")
+    one_line_error(run_tool("--engine", "synthetic", "--until-decided", "--iterations", "5"),
+                   "--until-decided needs --iterations", "at least 10")
+    one_line_error(run_tool("--engine", "synthetic", "--until-decided", "--iterations", "50", "--min-iterations", "60"),
+                   "--min-iterations must be from 10", "got 60")
+    one_line_error(run_tool("--engine", "synthetic", "--until-decided", "--min-iterations", "x"), "--min-iterations")
+
+
+def test_a_threshold_that_is_not_positive():
+    one_line_error(run_tool("--engine", "synthetic", "--leak-threshold", "0"), "--leak-threshold must be a positive number")

@@ -3,6 +3,7 @@ analysed through the same workers, files and statistics as chatllm.cpp."""
 
 import pytest
 
+from asrbench import results
 from conftest import results_of, synthetic
 
 FAST = "work_ms=1,load_ms=1,noise_mb=2"
@@ -63,3 +64,43 @@ def test_tracemalloc_attributes_native_growth_to_native(tmp_path):
     attribution = results_of(tmp_path)["summary"]["restart"]["attribution"]
     assert abs(attribution["python_mb_per_iter"]) < 0.05
     assert attribution["native_mb_per_iter"] == pytest.approx(0.5, abs=0.1)
+
+
+def test_until_decided_stops_a_leaking_way_at_its_first_look(tmp_path):
+    proc = synthetic(tmp_path, "--until-decided", iterations=100, settings=f"{FAST},request_leak_mb=0.5")
+    assert proc.returncode == 0, proc.stderr
+    doc = results_of(tmp_path)
+    assert doc["status"] == "completed" and doc["schema_version"] == 2
+    for way in ("recreate", "restart"):
+        status = doc["ways"][way]
+        assert (status["status"], status["iterations_completed"]) == ("decided", 20), status["message"]
+        assert status["message"] == "decided at iteration 20 of at most 100 (LEAK)"
+        looks = status["until_decided"]
+        assert looks["checkpoints"] == [20, 30, 45, 68, 100] and (looks["decided_at"], looks["decision"]) == (20, "LEAK")
+        assert looks["trend_alpha_per_look"] == pytest.approx(0.002) and looks["confidence_per_look"] == pytest.approx(0.99)
+        assert len(doc["iterations"][way]) == 20  # only what the decision saw, though the worker may have run on
+        assert doc["verdicts"][way].endswith("linear (decided at iteration 20 of at most 100)"), doc["verdicts"][way]
+    again = results.summarise(results.load(tmp_path / "comparison_results.json"))
+    assert again["verdicts"] == doc["verdicts"]
+
+
+def test_until_decided_stops_a_clean_way_as_no_leak_before_the_maximum(tmp_path):
+    proc = synthetic(tmp_path, "--until-decided", "--ways", "restart", iterations=100, settings=f"{FAST},seed=7")
+    assert proc.returncode == 0, proc.stderr
+    doc = results_of(tmp_path)
+    status = doc["ways"]["restart"]
+    assert status["status"] == "decided" and status["until_decided"]["decision"] == "no leak"
+    assert status["iterations_completed"] < 100
+    assert doc["summary"]["restart"]["verdict"] == "no leak", doc["verdicts"]["restart"]
+
+
+def test_until_decided_runs_to_the_maximum_when_nothing_is_decided(tmp_path):
+    proc = synthetic(tmp_path, "--until-decided", "--min-iterations", "10", "--ways", "restart", iterations=12,
+                     settings=f"{FAST},noise_mb=20")
+    assert proc.returncode == 0, proc.stderr
+    doc = results_of(tmp_path)
+    status = doc["ways"]["restart"]
+    assert status["status"] == "completed" and status["message"].endswith("still undecided at the last look")
+    assert [look["iteration"] for look in status["until_decided"]["looks"]] == [10, 12]
+    assert status["until_decided"]["decided_at"] is None
+    assert doc["summary"]["restart"]["verdict"] == "undecided"

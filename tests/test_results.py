@@ -119,3 +119,59 @@ def test_report_reproduces_the_summary_of_the_run_that_wrote_it(tmp_path):
     report = run_tool("--report", tmp_path / "comparison_results.json", "--no-plot")
     assert report.returncode == 0
     assert report.stdout.strip().splitlines()[-2:] == [written["verdicts"]["recreate"], written["verdicts"]["restart"]]
+
+
+def version_1_document():
+    """A file as schema_version 1 wrote it: 5 iterations growing a clean 5 MB each, which it called 'no leak ... flat'."""
+    records = [record(i, 500.0 + 5 * i + 0.1 * (i % 2)) for i in range(1, 6)]
+    return {"schema_version": 1, "status": "completed", "config": {"leak_threshold_mb": 0.05, "iterations": 5},
+            "ways": {"recreate": {"status": "completed", "message": "completed 5 iterations"}},
+            "summary": {"recreate": {"verdict": "no leak"}},
+            "verdicts": {"recreate": "recreate: no leak, +5 MB/iter [4.81, 5.26] flat"},
+            "iterations": {"recreate": records}}
+
+
+def test_a_version_1_file_is_read_and_judged_by_todays_rules(tmp_path):
+    from conftest import run_tool
+
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(version_1_document()))
+    doc = results.summarise(results.load(path))
+    assert doc["summary"]["recreate"]["verdict"] == "undecided"
+    assert doc["verdicts"]["recreate"].startswith("recreate: undecided, too few iterations for a verdict (5 ")
+    report = run_tool("--report", path, "--no-plot")
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.strip().splitlines()[-1] == doc["verdicts"]["recreate"]
+    assert "Theil-Sen [95% CI]" in report.stdout
+
+
+def test_files_are_written_as_version_2():
+    assert results.SCHEMA_VERSION == 2
+    assert results.summarise(document({"restart": (300.0, 0.0, 12)}))["summary"]["restart"]["memory"]["rss_mb"]["confidence"] == 0.95
+
+
+def test_an_interrupted_way_with_two_iterations_says_it_has_too_few():
+    doc = document({"restart": (300.0, 0.0, 2)})
+    doc["ways"]["restart"] = {"status": "interrupted", "message": "interrupted at iteration 3 (interrupted by SIGINT)"}
+    line = results.summarise(doc)["verdicts"]["restart"]
+    assert line.startswith("restart: undecided, too few iterations for a verdict (2 ")
+    assert line.endswith("(interrupted at iteration 3 (interrupted by SIGINT))")
+
+
+def test_compare_carries_the_verdicts():
+    old = results.summarise(document({"restart": (300.0, 0.0, 20)}))
+    new = results.summarise(document({"restart": (300.0, 1.0, 20)}))
+    text, failed = compare(old, new, fail_above=None)
+    assert "no leak -> LEAK" in text.splitlines()[1] and failed
+    few = results.summarise(document({"restart": (300.0, 0.0, 4)}))
+    text, _ = compare(old, few, fail_above=None)
+    assert "no leak -> undecided" in text
+
+
+def test_a_run_judged_at_five_looks_shows_the_stricter_interval_everywhere():
+    doc = document({"restart": (300.0, 0.0, 30)})
+    doc["config"].update(until_decided=True, min_iterations=20, iterations=100)
+    summarised = results.summarise(doc)
+    assert results.checkpoints(doc["config"]) == [20, 30, 45, 68, 100]
+    assert summarised["summary"]["restart"]["memory"]["rss_mb"]["confidence"] == pytest.approx(0.99)
+    assert "Theil-Sen [99% CI]" in table(summarised)

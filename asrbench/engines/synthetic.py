@@ -1,14 +1,15 @@
-"""A control engine whose memory behaviour is known: native memory from libc malloc in set amounts, so the tests
+"""A control engine whose memory behaviour is known: native memory from malloc in set amounts, so the tests
 can prove that the instrument finds what is there and nothing else."""
 
 import ctypes
+import ctypes.util
 import random
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..memory import process as _libc  # the process's malloc: a preloaded allocator's when one is loaded
+from ..memory import libc as _libc
 from .base import StreamClock, Transcription, finish
 
 @dataclass
@@ -51,28 +52,36 @@ class SyntheticSettings:
         return settings
 
 
-_libc.malloc.restype = ctypes.c_void_p
-_libc.malloc.argtypes = [ctypes.c_size_t]
-_libc.free.argtypes = [ctypes.c_void_p]
+# Native blocks come from C++ operator new (nothrow) and go back through operator delete, which call malloc and free
+# through libstdc++'s own linkage, as an engine's C++ code allocates. A profiler sees them: memray patches every
+# library's malloc and free entries, heaptrack preloads its own, and a preloaded allocator serves them. A ctypes
+# pointer straight to libc's malloc would bypass all three (neither memray nor heaptrack records such a block).
+_cxx = ctypes.CDLL(ctypes.util.find_library("stdc++") or "libstdc++.so.6")
+_new = _cxx._ZnwmRKSt9nothrow_t  # operator new(std::size_t, const std::nothrow_t&): null instead of an exception
+_new.restype = ctypes.c_void_p
+_new.argtypes = [ctypes.c_size_t, ctypes.c_void_p]
+_NOTHROW = ctypes.addressof(ctypes.c_char.in_dll(_cxx, "_ZSt7nothrow"))
+_delete = _cxx._ZdlPv  # operator delete(void*)
+_delete.argtypes = [ctypes.c_void_p]
 _libc.mmap.restype = ctypes.c_void_p
 _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 
 
 class NativeBlock:
-    """Memory from libc malloc, every page written so that it counts in RssAnon."""
+    """Memory from malloc (through C++ operator new), every page written so that it counts in RssAnon."""
 
     def __init__(self, mb: float):
         self.size = int(mb * 1024 * 1024)
-        self.ptr = _libc.malloc(self.size) if self.size else None
+        self.ptr = _new(self.size, _NOTHROW) if self.size else None
         if self.size and not self.ptr:
-            raise MemoryError(f"malloc({self.size}) failed")
+            raise MemoryError(f"operator new({self.size}) failed")
         if self.ptr:
             ctypes.memset(self.ptr, 0x5A, self.size)
 
     def free(self) -> None:
         if self.ptr:
-            _libc.free(self.ptr)
+            _delete(self.ptr)
             self.ptr = None
 
 
@@ -113,7 +122,7 @@ class SyntheticEngine:
         self.requests = 0
         self.leaked: list[NativeBlock] = []
         self.noise: MappedBlock | None = None
-        self.pins: list[int] = []
+        self.pins: list[NativeBlock] = []
         self.clock = StreamClock()
 
     def _leak(self, mb: float) -> None:
@@ -159,7 +168,7 @@ class SyntheticEngine:
         threads share two arenas and reuse each other's pieces (about 2 x mb); malloc_trim(0) returns them all. The
         small blocks are freed at the next request."""
         for pin in self.pins:
-            _libc.free(pin)
+            pin.free()
         self.pins = []
         together, turn = threading.Barrier(SCRATCH_THREADS), threading.Lock()
 
@@ -167,7 +176,7 @@ class SyntheticEngine:
             together.wait()
             with turn:
                 blocks = [NativeBlock(SCRATCH_PIECE / (1024 * 1024)) for _ in range(int(mb * 1024 * 1024) // SCRATCH_PIECE)]
-                self.pins.append(_libc.malloc(64))
+                self.pins.append(NativeBlock(64 / (1024 * 1024)))
                 for block in blocks:
                     block.free()
 
