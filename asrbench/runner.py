@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import memory, metadata, native_trace, report, results, stats
+from . import allocators, memory, metadata, native_trace, report, results, stats
 from .config import PROJECT_DIR, RunConfig
 
 POLL_S = 0.2
@@ -137,11 +137,15 @@ class UntilDecided:
         return result
 
 
-def run_way(config: RunConfig, way: str, run_dir: Path, progress: Progress, interrupt: Interrupt) -> dict:
-    """Start the worker for one way, watch it to the end, and say how it ended."""
-    journal = run_dir / f"{way}.jsonl"
+def run_way(config: RunConfig, way: str, run_dir: Path, progress: Progress, interrupt: Interrupt,
+            allocator: str | None = None) -> dict:
+    """Start the worker for one way (under one allocator setting, when given), watch it to the end, and say how it ended."""
+    key = allocators.run_key(way, allocator)  # recreate, or recreate@jemalloc: its journal, log and results entry
+    journal = run_dir / f"{key}.jsonl"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")])))
-    with open(run_dir / f"{way}.log", "wb") as log:
+    if allocator:  # set before the worker starts: its malloc variables and preload apply from its first allocation
+        env = allocators.environment(allocator, env)
+    with open(run_dir / f"{key}.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "asrbench.worker", str(run_dir / "config.json"), way, str(journal)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
@@ -154,7 +158,7 @@ def run_way(config: RunConfig, way: str, run_dir: Path, progress: Progress, inte
         for event in tail.read():
             last_activity = time.monotonic()
             if event["event"] == "iteration":
-                progress.update(way, config.iterations, event)
+                progress.update(key, config.iterations, event)
                 if judge:
                     judge.see(event)
         if judge and judge.decided:
@@ -183,12 +187,15 @@ def run_way(config: RunConfig, way: str, run_dir: Path, progress: Progress, inte
         time.sleep(POLL_S)
     tail.read()
     if judge and judge.decided:
-        return judge.outcome(proc.returncode, tail.events, last_rss, run_dir / f"{way}.log")
-    result = outcome(proc.returncode, tail.events, stopped, last_rss, config.iterations, run_dir / f"{way}.log")
-    if judge:
+        result = judge.outcome(proc.returncode, tail.events, last_rss, run_dir / f"{key}.log")
+    else:
+        result = outcome(proc.returncode, tail.events, stopped, last_rss, config.iterations, run_dir / f"{key}.log")
+    if judge and not judge.decided:
         result["until_decided"] = judge.describe()
         if result["status"] == "completed":
             result["message"] += "; still undecided at the last look"
+    if allocator:
+        result.update(way=way, allocator=allocator)
     return result
 
 
@@ -260,6 +267,11 @@ def save(document: dict, run_dir: Path, output: Path) -> Path:
     return path
 
 
+def runs(config: RunConfig) -> list[tuple[str, str | None]]:
+    """Each way once, or with --allocators each way once under each setting (setting by setting)."""
+    return [(way, setting) for setting in config.allocators or [None] for way in config.ways]
+
+
 def compare_ways(config: RunConfig, output: Path, quiet: bool = False, plot: bool = True) -> tuple[dict, int]:
     """Run every way in its own worker, write results as each way ends, and return them with the exit code."""
     run_dir = new_run_dir(output, config.engine)
@@ -270,17 +282,18 @@ def compare_ways(config: RunConfig, output: Path, quiet: bool = False, plot: boo
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     progress = Progress(quiet)
     try:
-        for way in config.ways:
+        for way, allocator in runs(config):
+            key = allocators.run_key(way, allocator)
             if interrupt.signum:
-                document["ways"][way] = {"status": "not_run", "message": "not run (interrupted before it started)"}
+                document["ways"][key] = {"status": "not_run", "message": "not run (interrupted before it started)"}
                 continue
-            ended = run_way(config, way, run_dir, progress, interrupt)
-            document["ways"][way] = ended
-            records = results.read_journal(run_dir / f"{way}.jsonl")["iterations"]
-            document["iterations"][way] = records[:ended["iterations_completed"]] if ended["status"] == "decided" else records
+            ended = run_way(config, way, run_dir, progress, interrupt, allocator)
+            document["ways"][key] = ended
+            records = results.read_journal(run_dir / f"{key}.jsonl")["iterations"]
+            document["iterations"][key] = records[:ended["iterations_completed"]] if ended["status"] == "decided" else records
             if config.trace_native:
-                ended["native_trace"] = native_trace.analyse(config, run_dir, way)
-            progress.done(way, ended)
+                ended["native_trace"] = native_trace.analyse(config, run_dir, key)
+            progress.done(key, ended)
             save(results.summarise(document), run_dir, output)
     finally:
         for s, handler in previous.items():

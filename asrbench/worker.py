@@ -12,7 +12,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from . import memory
+from . import allocators, inputs, memory
 from .config import RunConfig
 from .engines import EngineError, open_engine
 
@@ -37,9 +37,14 @@ class Journal:
 class Iteration:
     """Measures one iteration: timings, memory at each step and the raw transcript."""
 
-    def __init__(self, config: RunConfig, engine, way: str, number: int):
+    def __init__(self, config: RunConfig, engine, way: str, number: int, source: dict | None = None,
+                 peak: memory.PeakMeter | None = None, trim_after_release: bool = False):
         self.config, self.engine, self.way, self.number = config, engine, way, number
-        self.record = {"way": way, "iteration": number, "load_s": None, "release_rc": None,
+        self.source = source or config.input_list()[0]  # the file this iteration sends
+        self.peak = peak or memory.PeakMeter("off")
+        self.trim_after_release = trim_after_release
+        self.record = {"way": way, "iteration": number, "audio": self.source["audio"],
+                       "audio_seconds": self.source["seconds"], "load_s": None, "release_rc": None,
                        "memory": {"after_load": None}}
 
     def sample(self, point: str) -> None:
@@ -49,19 +54,23 @@ class Iteration:
 
     def load(self):
         before = memory.read_status()
+        self.peak.reset()
         started = time.perf_counter()
         handle = self.engine.create()
         self.record["load_s"] = time.perf_counter() - started
+        self.record["peak_load_rss_mb"] = self.peak.read()
         self.sample("after_load")
         # what one instance costs once loaded: weights and buffers allocated at load (its KV cache fills later)
         self.record["instance_mb"] = self.record["memory"]["after_load"]["rss_anon_mb"] - before["rss_anon_mb"]
         return handle
 
     def transcribe(self, handle) -> None:
-        result = self.engine.transcribe(handle, Path(self.config.audio))
+        self.peak.reset()
+        result = self.engine.transcribe(handle, Path(self.source["audio"]))
+        self.record["peak_rss_mb"] = self.peak.read()  # the most RSS while the request ran, between two samples
         if not result.ended:
             raise EngineError(f"generation stopped without its end callback after {result.chars} characters")
-        audio_s = self.config.audio_seconds
+        audio_s = self.source["seconds"]
         self.record.update(
             ttft_ms=None if result.ttft_s is None else result.ttft_s * 1000,
             request_s=result.request_s,
@@ -83,6 +92,10 @@ class Iteration:
             self.engine.restart(handle)
         self.record["release_s"] = time.perf_counter() - started
         del handle
+        if self.trim_after_release:  # the operator's setting: hand freed heap memory back before the next request
+            started = time.perf_counter()
+            memory.malloc_trim()
+            self.record["trim_s"] = time.perf_counter() - started
         self.sample("after_release")
 
     def finish(self) -> dict:
@@ -97,10 +110,17 @@ def run(config: RunConfig, way: str, journal: Journal) -> None:
         tracemalloc.start()
     baseline = memory.sample(with_uss=True)
     engine = open_engine(config)
+    peak = memory.PeakMeter(config.peak)
+    setting = allocators.current()
+    loaded = allocators.loaded()
     journal.write("start", way=way, pid=os.getpid(), python=sys.version.split()[0], baseline=baseline,
                   after_engine_import=memory.sample(with_uss=True), engine=engine.describe(),
-                  allocator=memory.allocator(), malloc_arena_max=os.environ.get("MALLOC_ARENA_MAX"))
+                  allocator=loaded["name"], malloc_arena_max=os.environ.get("MALLOC_ARENA_MAX"),
+                  allocator_loaded=loaded, allocator_setting=setting.name if setting else None,
+                  ld_preload=os.environ.get("LD_PRELOAD"), peak=peak.describe())
     release = RELEASE[way]
+    sources = config.input_list()
+    plan = inputs.schedule(len(sources), config.iterations, config.input_order, config.input_seed)
     held = []  # the engine object, while this way keeps one
     trace = None
     if config.trace_native:  # imported only when asked for: without it, nothing of memray is in this process
@@ -111,7 +131,8 @@ def run(config: RunConfig, way: str, journal: Journal) -> None:
         journal.iteration = number
         if trace:
             trace.before_iteration(number)
-        step = Iteration(config, engine, way, number)
+        step = Iteration(config, engine, way, number, sources[plan[number - 1]], peak,
+                         bool(setting and setting.trim_after_release))
         if not held:
             held.append(step.load())
         step.transcribe(held[0])

@@ -45,9 +45,10 @@ def comparison(*args, timeout=3600) -> tuple[dict, float]:
         return json.loads(path.read_text()), wall
 
 
-def harness_overhead(iterations: int) -> dict:
+def harness_overhead(iterations: int, *extra) -> dict:
     """Per iteration: the worker's wall time minus the engine's own time, as a share of the engine's time."""
-    doc, _ = comparison("--engine", "synthetic", "--iterations", iterations, "--synthetic", "work_ms=50,load_ms=0,model_mb=0")
+    doc, _ = comparison("--engine", "synthetic", "--iterations", iterations, "--synthetic", "work_ms=50,load_ms=0,model_mb=0",
+                        *extra)
     figures = {}
     for way, records in doc["iterations"].items():
         walls = [b["time"] - a["time"] for a, b in zip(records, records[1:])]
@@ -74,6 +75,7 @@ def time_call(fn, repeat: int) -> float:
 def sample_costs() -> dict:
     """What each memory sample costs at about 100 MB and about 1 GB of process memory (ms per call)."""
     figures, blocks = {}, []
+    meter = memory.PeakMeter("hwm")
     for target_mb in (100, 1024):
         blocks.append(NativeBlock(max(target_mb - memory.read_status()["rss_mb"], 0)))
         label = f"{memory.read_status()['rss_mb']:.0f}MB"
@@ -82,10 +84,24 @@ def sample_costs() -> dict:
             "python_heap_ms": time_call(memory.python_heap, 2000),
             "uss_ms": time_call(memory.unique_set_size_mb, 30),
             "every_iteration_ms": time_call(lambda: memory.sample(with_uss=False), 2000),
+            # twice per recreate iteration (load, request), once per restart iteration
+            "peak_reset_and_read_ms": time_call(lambda: (meter.reset(), meter.read()), 2000),
         }
     for block in blocks:
         block.free()
+    figures["peak_method"] = meter.describe()
+    figures["peak_sampling_thread_cpu_pct"] = sampling_thread_cpu()
     return figures
+
+
+def sampling_thread_cpu(seconds: float = 2.0) -> float:
+    """CPU the fallback's sampling thread takes (per cent of one core), measured as this process's CPU time."""
+    meter = memory.PeakMeter("sampling")
+    started, cpu = time.perf_counter(), time.process_time()
+    time.sleep(seconds)
+    used = (time.process_time() - cpu) / (time.perf_counter() - started) * 100
+    meter.close()
+    return used
 
 
 def sensitivity(seeds: int, clean_seeds: int, iterations: int) -> dict:
@@ -188,8 +204,9 @@ def main() -> int:
         "chatllm_2_threads": engine_figures(model, 6, 2, default_run=not quick, rounds=2 if quick else 5),
     }
     if not args.latency_only:
-        report.update(harness_overhead=harness_overhead(30 if quick else 100), sample_cost=sample_costs(),
-                      sensitivity=sensitivity(2 if quick else 5, 5 if quick else 20, 60))
+        report.update(harness_overhead=harness_overhead(30 if quick else 100),
+                      harness_overhead_peak_off=harness_overhead(30 if quick else 100, "--peak", "off"),
+                      sample_cost=sample_costs(), sensitivity=sensitivity(2 if quick else 5, 5 if quick else 20, 60))
     print(json.dumps(report, indent=1))
     out = PROJECT / "benchmarks" / "out"
     out.mkdir(parents=True, exist_ok=True)

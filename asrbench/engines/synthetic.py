@@ -4,6 +4,7 @@ can prove that the instrument finds what is there and nothing else."""
 import ctypes
 import ctypes.util
 import random
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,9 @@ class SyntheticSettings:
     crash_at: int = 0               # SIGSEGV during this request (0: never)
     hang_at: int = 0                # never return from this request (0: never)
     no_end_at: int = 0              # return from this request without the end callback (0: never)
+    scratch_mb: float = 0.0         # per request, 4 threads in turn malloc this much each (64 KB pieces) and free it:
+                                    # memory the allocator keeps, glibc in one arena per thread (see _scratch)
+    spike_mb: float = 0.0           # per request, mapped and written, then unmapped before it returns: only a peak sees it
     load_ms: float = 5.0
     work_ms: float = 20.0
     text: str = "零九零零零七三三三一"
@@ -100,6 +104,10 @@ class MappedBlock:
             self.ptr = None
 
 
+SCRATCH_THREADS = 4
+SCRATCH_PIECE = 64 * 1024  # below glibc's mmap threshold (128 KB at start), so pieces come from an arena
+
+
 class SyntheticModel:
     def __init__(self, model: NativeBlock):
         self.model = model
@@ -114,6 +122,7 @@ class SyntheticEngine:
         self.requests = 0
         self.leaked: list[NativeBlock] = []
         self.noise: MappedBlock | None = None
+        self.pins: list[NativeBlock] = []
         self.clock = StreamClock()
 
     def _leak(self, mb: float) -> None:
@@ -138,13 +147,44 @@ class SyntheticEngine:
             self.noise.free()
         self.noise = MappedBlock(self.random.uniform(0, s.noise_mb)) if s.noise_mb else None
         self._leak(s.request_leak_mb)
+        spike = MappedBlock(s.spike_mb) if s.spike_mb else None
+        if s.scratch_mb:
+            self._scratch(s.scratch_mb)
         pieces = [s.text[i:i + 2] for i in range(0, len(s.text), 2)] or [""]
         for piece in pieces:
             time.sleep(s.work_ms / 1000 / len(pieces))
             self.clock.chunk(piece)
+        if spike:
+            spike.free()
         if self.requests != s.no_end_at:
             self.clock.end()
         return finish(self.clock, time.perf_counter())
+
+    def _scratch(self, mb: float) -> None:
+        """Work memory freed within the request that glibc keeps: SCRATCH_THREADS threads, all alive at once (so each
+        gets an arena of its own), take turns to malloc `mb` in pieces, leave a small block above them (as engines leave
+        small things behind) and free the pieces. The freed pieces sit below that block, so glibc cannot shrink the
+        arena and keeps them resident: about SCRATCH_THREADS x mb after each request; with MALLOC_ARENA_MAX=2 the
+        threads share two arenas and reuse each other's pieces (about 2 x mb); malloc_trim(0) returns them all. The
+        small blocks are freed at the next request."""
+        for pin in self.pins:
+            pin.free()
+        self.pins = []
+        together, turn = threading.Barrier(SCRATCH_THREADS), threading.Lock()
+
+        def work():
+            together.wait()
+            with turn:
+                blocks = [NativeBlock(SCRATCH_PIECE / (1024 * 1024)) for _ in range(int(mb * 1024 * 1024) // SCRATCH_PIECE)]
+                self.pins.append(NativeBlock(64 / (1024 * 1024)))
+                for block in blocks:
+                    block.free()
+
+        threads = [threading.Thread(target=work, name=f"scratch-{i}") for i in range(SCRATCH_THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def restart(self, model: SyntheticModel) -> None:
         self._leak(self.settings.restart_leak_mb)
