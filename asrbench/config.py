@@ -157,7 +157,8 @@ def check_model(model: str) -> None:
 def check_library(chatllm_dir: str, library: str = "stock") -> None:
     lib = library_path(Path(chatllm_dir))
     if library != "stock" and not lib.is_file():
-        raise UsageError(f"the {library} library is not built ({lib} missing): run make engine-{library}")
+        raise UsageError(f"the {library} library is not built ({lib} missing): run make engine-{library}, or set "
+                         f"CHATLLM_VARIANTS_DIR to the folder holding {library}/chatllm.cpp")
     if not lib.is_file():
         if not (Path(chatllm_dir) / "CMakeLists.txt").is_file():
             raise UsageError(
