@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export BUILD_THREADS CHATLLM_SOURCE_ARCHIVE
 
 .PHONY: setup system-packages python-packages engine-source engines engine engine-fixed engine-asan \
-        models tiny-model seeded-model samples test bench
+        models tiny-model seeded-model samples test bench docker-test
 
 setup: system-packages python-packages engine-source
 	@if [ -f chatllm.cpp/CMakeLists.txt ]; then \
@@ -64,3 +64,9 @@ test:
 
 bench:
 	$(PYTHON) benchmarks/harness.py
+
+# The Docker route for real: a daemon (started and stopped here if none runs), the base image (a local stand-in where no
+# registry is reachable), docker build of the Dockerfile, and the README's docker run with the tiny model, stock and
+# fixed library, results checked on the host. Not part of make test: see the README's Docker section for why.
+docker-test:
+	tools/docker_test.sh

@@ -190,3 +190,14 @@ def test_variants_are_found_where_chatllm_variants_dir_says(fake_chatllm, tmp_pa
     one_line_error(run_tool("--library", "fixed", "--model", missing, env={"CHATLLM_VARIANTS_DIR": str(tmp_path / "none")}),
                    "the fixed library is not built", str(tmp_path / "none" / "fixed" / "chatllm.cpp"),
                    "CHATLLM_VARIANTS_DIR")
+
+
+def test_a_runs_folder_the_user_cannot_write_is_named_before_any_engine_starts(tmp_path):
+    """A container run as root leaves results/runs/ root's; the next run as the user must say so in one line, not fail
+    with a traceback when it makes its run folder. (Tests run as root, where permissions do not bite: a file in the way
+    of runs/ takes the same path.)"""
+    output = tmp_path / "results"
+    output.mkdir()
+    (output / "runs").write_text("")
+    one_line_error(run_tool("--engine", "synthetic", "--output", output), "runs is not writable", "chown",
+                   "docker run --user")
