@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export BUILD_THREADS CHATLLM_SOURCE_ARCHIVE
 
 .PHONY: setup system-packages python-packages engine-source engines engine engine-fixed engine-asan \
-        models tiny-model seeded-model samples test bench side-by-side
+        models tiny-model seeded-model samples test bench side-by-side docker-test
 
 setup: system-packages python-packages engine-source
 	@if [ -f chatllm.cpp/CMakeLists.txt ]; then \
@@ -70,3 +70,9 @@ bench:
 # chatllm.cpp (stock and fixed) and CrispASR on the same seeded 0.6B weights, both ways, 1 and 2 threads
 side-by-side:
 	$(PYTHON) benchmarks/side_by_side.py
+
+# The Docker route for real: a daemon (started and stopped here if none runs), the base image (a local stand-in where no
+# registry is reachable), docker build of the Dockerfile, and the README's docker run with the tiny model, stock and
+# fixed library, results checked on the host. Not part of make test: see the README's Docker section for why.
+docker-test:
+	tools/docker_test.sh

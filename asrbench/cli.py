@@ -60,7 +60,8 @@ def engine_options(parser: argparse.ArgumentParser) -> None:
                         help="greedy (default: chatllm.cpp gets -t 0, since its own default samples with top_p, "
                              "temperature 0.7 and a new random seed per request) or engine-default (no option added)")
     parser.add_argument("--library", help="libchatllm to load: stock (as released) or fixed (with patches/; make "
-                                          "engine-fixed); default $CHATLLM_LIBRARY or stock")
+                                          "engine-fixed, found in $CHATLLM_VARIANTS_DIR or build/engines); default "
+                                          "$CHATLLM_LIBRARY or stock")
     parser.add_argument("--max-new-tokens", type=int, help="stop generation after N tokens (default: unlimited; 16 for a "
                                                            "model with seeded weights, which never ends on its own)")
 

@@ -171,7 +171,8 @@ def check_gguf(model: str) -> None:
 def check_library(chatllm_dir: str, library: str = "stock") -> None:
     lib = library_path(Path(chatllm_dir))
     if library != "stock" and not lib.is_file():
-        raise UsageError(f"the {library} library is not built ({lib} missing): run make engine-{library}")
+        raise UsageError(f"the {library} library is not built ({lib} missing): run make engine-{library}, or set "
+                         f"CHATLLM_VARIANTS_DIR to the folder holding {library}/chatllm.cpp")
     if not lib.is_file():
         if not (Path(chatllm_dir) / "CMakeLists.txt").is_file():
             raise UsageError(
@@ -187,6 +188,21 @@ def check_output(output: Path) -> None:
             pass
     except OSError as e:
         raise UsageError(f"output folder {output} is not writable ({e.strerror}): pass --output DIR somewhere you can write") from None
+    # Each run gets a folder in OUTPUT/runs/. A container run as root (docker run without --user) leaves that folder
+    # owned by root, and every later run as the user would fail there, after the engine checks.
+    runs = output / "runs"
+    try:
+        runs.mkdir(exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=runs):
+            pass
+    except OSError as e:
+        try:
+            shown = output.resolve().relative_to(Path.cwd())  # in a container: the host's path, relative to the workspace
+        except ValueError:
+            shown = output
+        raise UsageError(f"output folder {shown / 'runs'} is not writable ({e.strerror}; a container run as root leaves "
+                         f"it root's): sudo chown -R $(id -u):$(id -g) {shown}, and give docker run --user "
+                         f"\"$(id -u):$(id -g)\"; or pass --output DIR") from None
 
 
 def check_decoding(config: RunConfig) -> None:

@@ -299,10 +299,16 @@ def summarise_traffic(results: dict) -> None:
 
 
 def write_atomically(path: Path, document: dict) -> None:
-    """Temporary file in the same folder, then rename: a reader never sees half a file."""
+    """Temporary file in the same folder, then rename: a reader never sees half a file.
+
+    mkstemp makes the file readable by its owner only; it gets the mode any new file gets (0666 less the umask), so
+    that results written by a container running as root stay readable on the host, as the run's other files are."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(document, f, ensure_ascii=False, indent=1)
             f.flush()

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,39 @@ def test_until_decided_options_that_cannot_work():
 
 def test_a_threshold_that_is_not_positive():
     one_line_error(run_tool("--engine", "synthetic", "--leak-threshold", "0"), "--leak-threshold must be a positive number")
+
+
+def test_variants_are_found_where_chatllm_variants_dir_says(fake_chatllm, tmp_path, monkeypatch):
+    """The Docker image builds the fixed library into itself while the project is the mounted workspace, so
+    CHATLLM_VARIANTS_DIR names the folder holding <variant>/chatllm.cpp; without it, <project>/build/engines."""
+    from asrbench.engines.chatllm import DEFAULT_VARIANTS_DIR, known_library, library_dir
+
+    variants = tmp_path / "variants"
+    (variants / "fixed").mkdir(parents=True)
+    shutil.copytree(fake_chatllm, variants / "fixed" / "chatllm.cpp")
+    shutil.copytree(fake_chatllm, variants / "fixed-p1" / "chatllm.cpp")
+    monkeypatch.delenv("CHATLLM_VARIANTS_DIR", raising=False)
+    assert library_dir("fixed", "stock-dir") == DEFAULT_VARIANTS_DIR / "fixed" / "chatllm.cpp"
+    monkeypatch.setenv("CHATLLM_VARIANTS_DIR", str(variants))
+    assert library_dir("fixed", "stock-dir") == variants / "fixed" / "chatllm.cpp"
+    assert library_dir("stock", "stock-dir") == Path("stock-dir")  # stock stays CHATLLM_DIR / --chatllm-dir
+    assert known_library("fixed-p1") and not known_library("fixed-p2")
+
+    # end to end: the run gets past the library check (to the model), and a missing variant names the variable
+    missing = tmp_path / "nope.bin"
+    env = {"CHATLLM_VARIANTS_DIR": str(variants)}
+    one_line_error(run_tool("--library", "fixed", "--model", missing, env=env), "model file", "not found")
+    one_line_error(run_tool("--library", "fixed", "--model", missing, env={"CHATLLM_VARIANTS_DIR": str(tmp_path / "none")}),
+                   "the fixed library is not built", str(tmp_path / "none" / "fixed" / "chatllm.cpp"),
+                   "CHATLLM_VARIANTS_DIR")
+
+
+def test_a_runs_folder_the_user_cannot_write_is_named_before_any_engine_starts(tmp_path):
+    """A container run as root leaves results/runs/ root's; the next run as the user must say so in one line, not fail
+    with a traceback when it makes its run folder. (Tests run as root, where permissions do not bite: a file in the way
+    of runs/ takes the same path.)"""
+    output = tmp_path / "results"
+    output.mkdir()
+    (output / "runs").write_text("")
+    one_line_error(run_tool("--engine", "synthetic", "--output", output), "runs is not writable", "chown",
+                   "docker run --user")

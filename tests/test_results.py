@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 
 import pytest
 
@@ -51,6 +53,19 @@ def test_results_file_written_atomically_and_read_back(tmp_path):
     results.write_atomically(path, doc)
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
     assert results.load(path)["iterations"] == doc["iterations"]
+
+
+def test_results_file_gets_the_mode_of_any_new_file(tmp_path):
+    """Not mkstemp's owner-only 0600: a run in a container as root must leave results the host user can read."""
+    old = os.umask(0o022)
+    try:
+        results.write_atomically(tmp_path / "r.json", {"a": 1})
+        os.umask(0o027)
+        results.write_atomically(tmp_path / "s.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "s.json").stat().st_mode) == 0o640
 
 
 def test_a_hand_written_file_with_only_rss_can_be_analysed(tmp_path):

@@ -4,6 +4,7 @@ import atexit
 import ctypes
 import importlib.util
 import json
+import os
 import re
 import struct
 import shutil
@@ -16,10 +17,19 @@ from .base import EngineError, StreamClock, finish, Transcription
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 MODELS_DIR = PROJECT_DIR / "models"  # where a downloader spec (:qwen3-asr:0.6b) saves
-VARIANTS_DIR = PROJECT_DIR / "build" / "engines"  # tools/build_engine.sh builds every library but stock here
+DEFAULT_VARIANTS_DIR = PROJECT_DIR / "build" / "engines"  # tools/build_engine.sh builds every library but stock here
+# Where the variants are when they were not built in this project folder: the Docker image builds them into itself
+# (/opt/asrbench/build/engines) while the project is the mounted workspace, whose build/ is the host's.
+VARIANTS_ENV = "CHATLLM_VARIANTS_DIR"
 # stock: the pinned chatllm.cpp as users build it; fixed: with patches/*.patch (tools/build_engine.sh build fixed);
 # fixed-NAME: with a subset of the patches, built to measure each patch (PATCHES=... tools/build_engine.sh build fixed-NAME)
 LIBRARIES = ("stock", "fixed")
+
+
+def variants_dir() -> Path:
+    """The folder holding <variant>/chatllm.cpp for every library but stock: $CHATLLM_VARIANTS_DIR, else build/engines."""
+    raw = os.environ.get(VARIANTS_ENV, "").strip()
+    return Path(raw) if raw else DEFAULT_VARIANTS_DIR
 
 
 def known_library(library: str) -> bool:
@@ -28,7 +38,7 @@ def known_library(library: str) -> bool:
 
 def library_dir(library: str, stock_dir) -> Path:
     """The chatllm.cpp folder (source, bindings/ with the library) of a library variant."""
-    return Path(stock_dir) if library == "stock" else VARIANTS_DIR / library / "chatllm.cpp"
+    return Path(stock_dir) if library == "stock" else variants_dir() / library / "chatllm.cpp"
 
 
 def library_path(chatllm_dir: Path) -> Path:
