@@ -69,7 +69,7 @@ def cells(doc: dict, way: str) -> dict:
         "instance_mb": fmt(median([r.get("instance_mb") for r in records]), ".0f"),
         "load_s": fmt(median([r.get("load_s") for r in records]), ".2f"),
         "release_ms": fmt(median([r["release_s"] * 1000 for r in records if r.get("release_s") is not None]), ".1f"),
-        "results": doc["run_dir"],
+        "results": doc.get("run_dir"),
     }
 
 
@@ -105,10 +105,19 @@ def main() -> int:
                                        **cells(doc, "recreate")})
         else:
             for library in ("stock", "fixed"):
-                if args.again and not (tmp / f"{model}-{library}").is_dir():
+                if args.again:
+                    # the run's folder, and any folder with more ways of it (e.g. 0.6b-fixed-restart, a later run of
+                    # the ways an interrupted run did not finish): each way from the run that did the most of it
+                    docs = [run(MODELS[model], library, WAYS, 0, 0, folder, True)
+                            for folder in sorted(tmp.glob(f"{model}-{library}*"))
+                            if folder.name in (f"{model}-{library}",) or folder.name.startswith(f"{model}-{library}-")]
+                    for way in WAYS.split(","):
+                        have = [d for d in docs if way in d["ways"]]
+                        if have:
+                            doc = max(have, key=lambda d: len(d["iterations"].get(way, [])))
+                            report["rows"].append({"model": model, "library": library, "way": way, **cells(doc, way)})
                     continue
-                doc = run(MODELS[model], library, WAYS, args.iterations, args.threads, tmp / f"{model}-{library}",
-                          bool(args.again))
+                doc = run(MODELS[model], library, WAYS, args.iterations, args.threads, tmp / f"{model}-{library}")
                 for way in WAYS.split(","):
                     report["rows"].append({"model": model, "library": library, "way": way, **cells(doc, way)})
         print(f"\n{model}: {args.iterations} iterations per way, {args.threads} threads", flush=True)
