@@ -186,3 +186,25 @@ assert all(by_id[registry[x]] is x for x in (a, c, d))  # each id still sends it
 print(ids, len(registry))
 """, fixed_dir, tiny_model, SAMPLE)
     assert out.strip().splitlines()[-1].endswith(" 3")
+
+
+def test_the_adapter_keeps_a_bounded_number_of_engine_messages(tiny_model, fixed_dir):
+    """Every create prints the model's meta lines through the callbacks. The adapter kept them all in a list nothing
+    read, which grew by about 0.5 KB per instance in the very process being measured: recreate's 'minor growth' on the
+    fixed library was partly the harness's own. It now keeps the last MESSAGES_KEPT."""
+    out = _in_fresh_process("""
+import sys
+from pathlib import Path
+from asrbench.engines.chatllm import ChatLLMEngine, MESSAGES_KEPT
+engine = ChatLLMEngine(sys.argv[1], sys.argv[2], 1, 512, "Chinese", max_new_tokens=1)
+seen = 0
+for _ in range(MESSAGES_KEPT + 10):
+    before = engine.messages[-1] if engine.messages else None
+    llm = engine.create()
+    seen += engine.messages[-1] is not before  # this instance printed something
+    assert engine.destroy(llm) == 0
+print(seen, len(engine.messages), MESSAGES_KEPT)
+""", fixed_dir, tiny_model)
+    seen, kept, limit = map(int, out.split()[-3:])
+    assert seen == limit + 10  # every create printed at least one line...
+    assert kept == limit  # ...and only the last MESSAGES_KEPT are kept

@@ -1,5 +1,6 @@
 """Qwen3-ASR through chatllm.cpp's own Python binding (bindings/chatllm.py) and libchatllm.so."""
 
+import collections
 import atexit
 import ctypes
 import importlib.util
@@ -21,6 +22,7 @@ DEFAULT_VARIANTS_DIR = PROJECT_DIR / "build" / "engines"  # tools/build_engine.s
 # Where the variants are when they were not built in this project folder: the Docker image builds them into itself
 # (/opt/asrbench/build/engines) while the project is the mounted workspace, whose build/ is the host's.
 VARIANTS_ENV = "CHATLLM_VARIANTS_DIR"
+MESSAGES_KEPT = 50  # the engine's last log and meta lines kept (see ChatLLMEngine.messages)
 # stock: the pinned chatllm.cpp as users build it; fixed: with patches/*.patch (tools/build_engine.sh build fixed);
 # fixed-NAME: with a subset of the patches, built to measure each patch (PATCHES=... tools/build_engine.sh build fixed-NAME)
 LIBRARIES = ("stock", "fixed")
@@ -179,7 +181,9 @@ class ChatLLMEngine:
         self.decoding = decoding_settings(self.params, decoding, list(extra_args))
         self.safe_copies: dict[str, Path] = {}
         self.clock = StreamClock()
-        self.messages: list[str] = []
+        # the engine's last log and meta lines (model banner, warnings), for a look in a debugger: bounded, because
+        # every create prints some, and a list would grow by each instance's lines in the very process being measured
+        self.messages: collections.deque[str] = collections.deque(maxlen=MESSAGES_KEPT)
         self.recorder = self._recorder_class()
 
     def _recorder_class(self):
