@@ -46,7 +46,7 @@ def run(model: Path, library: str, ways: str, iterations: int, threads: int, out
 def slope(analysis: dict | None) -> str:
     if not analysis or analysis.get("n", 0) < 3:
         return "-"
-    return f"{analysis['slope_mb_per_iter']:+.3f} [{analysis['slope_low']:+.3f}, {analysis['slope_high']:+.3f}]"
+    return f"{analysis['slope_mb_per_iter']:+.4f} [{analysis['slope_low']:+.4f}, {analysis['slope_high']:+.4f}]"
 
 
 def median(values):
@@ -66,7 +66,9 @@ def cells(doc: dict, way: str) -> dict:
         "rss_anon": slope(memory.get("rss_anon_mb")),
         "rss_anon_trimmed": slope(memory.get("rss_anon_trimmed_mb")),
         "verdict": summary.get("verdict", "no data"),
-        "instance_mb": fmt(median([r.get("instance_mb") for r in records]), ".0f"),
+        "verdict_trimmed": memory.get("rss_anon_trimmed_mb", {}).get("verdict", "-"),
+        # the first instance, made in a fresh process: later ones are carved out of what glibc kept from the last
+        "instance_mb": fmt(records[0].get("instance_mb") if records else None, ".0f"),
         "load_s": fmt(median([r.get("load_s") for r in records]), ".2f"),
         "release_ms": fmt(median([r["release_s"] * 1000 for r in records if r.get("release_s") is not None]), ".1f"),
         "results": doc.get("run_dir"),
@@ -125,12 +127,14 @@ def main() -> int:
                    [("library", "library"), ("way", "way")])
         columns += [("status", "status"), ("iterations", "iterations"), ("rss_anon", "RssAnon MB/iter [95% CI]"),
                     ("rss_anon_trimmed", "after malloc_trim"), ("verdict", "verdict"),
-                    ("instance_mb", "instance (RssAnon MB at load)"), ("load_s", "load (s)"),
+                    ("verdict_trimmed", "verdict after malloc_trim"),
+                    ("instance_mb", "first instance (RssAnon MB at load)"), ("load_s", "load (s)"),
                     ("release_ms", "destroy/restart (ms)")]
         print(table([r for r in report["rows"] if r["model"] == model], columns), flush=True)
-    path = tmp / ("libraries-patches.json" if args.patches else "libraries.json")
-    path.write_text(json.dumps(report, indent=1))
-    print(f"\nwritten: {path}", file=sys.stderr)
+    if not args.again:  # re-rendering writes nothing
+        path = tmp / ("libraries-patches.json" if args.patches else "libraries.json")
+        path.write_text(json.dumps(report, indent=1))
+        print(f"\nwritten: {path}", file=sys.stderr)
     return 0
 
 
