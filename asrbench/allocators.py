@@ -99,13 +99,18 @@ def split_key(key: str) -> tuple[str, str | None]:
     return way, setting or None
 
 
+def library_of(path: str) -> str | None:
+    """The allocator (a KNOWN_LIBRARIES key) a library file is, by its name; None for anything else."""
+    return next((name for name, lib in KNOWN_LIBRARIES.items() if os.path.basename(path).startswith(lib)), None)
+
+
 def environment(name: str, base: dict, dirs=None) -> dict:
     """The environment a worker starts with under a setting: the parent's, without any malloc variable, malloc tunable
     or preloaded allocator, then the setting's own."""
     setting = SETTINGS[name]
     env = {k: v for k, v in base.items() if k not in MALLOC_VARIABLES}
     preload = [p for p in env.pop("LD_PRELOAD", "").replace(" ", ":").split(":")
-               if p and not any(os.path.basename(p).startswith(lib) for lib in KNOWN_LIBRARIES.values())]
+               if p and library_of(p) is None]
     tunables = [t for t in env.pop("GLIBC_TUNABLES", "").split(":") if t and not t.startswith("glibc.malloc.")]
     if tunables:
         env["GLIBC_TUNABLES"] = ":".join(tunables)
@@ -149,7 +154,7 @@ def mapped_allocators(maps: str = "/proc/self/maps") -> list[str]:
             for line in f:
                 parts = line.split(maxsplit=5)
                 path = parts[5].strip() if len(parts) == 6 else ""
-                if any(os.path.basename(path).startswith(lib) for lib in KNOWN_LIBRARIES.values()):
+                if library_of(path):
                     found.add(path)
     except OSError:
         pass
@@ -161,10 +166,8 @@ def loaded(maps: str = "/proc/self/maps") -> dict:
     the library that defines the malloc symbol its code resolves to."""
     mapped = mapped_allocators(maps)
     provider = malloc_provider()
-    name = "glibc"
-    for candidate, lib in KNOWN_LIBRARIES.items():
-        if provider and os.path.basename(provider).startswith(lib):
-            name = candidate
-        elif provider is None and any(os.path.basename(p).startswith(lib) for p in mapped):
-            name = candidate  # dladdr unavailable: the mapped library is the best evidence
+    if provider:
+        name = library_of(provider) or "glibc"
+    else:  # dladdr unavailable: the mapped library is the best evidence (the last of KNOWN_LIBRARIES mapped)
+        name = next((c for c in reversed(KNOWN_LIBRARIES) if any(library_of(p) == c for p in mapped)), "glibc")
     return {"name": name, "malloc_from": provider, "mapped": mapped}

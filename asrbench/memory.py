@@ -15,14 +15,15 @@ _STATUS_FIELDS = {"VmRSS:": "rss_mb", "RssAnon:": "rss_anon_mb", "RssFile:": "rs
 _process = psutil.Process()
 
 
-def read_status(pid: int | str = "self") -> dict:
-    """RSS, RssAnon and RssFile in MB from /proc/<pid>/status (a few microseconds; no page walk)."""
+def read_status(pid: int | str = "self", fields: dict = _STATUS_FIELDS) -> dict:
+    """RSS, RssAnon and RssFile (or the given fields) in MB from /proc/<pid>/status (a few microseconds; no page
+    walk)."""
     sample = {}
     with open(f"/proc/{pid}/status", "rb") as f:
         for line in f:
             key = line.split(b" ", 1)[0].split(b"\t", 1)[0].decode()
-            if key in _STATUS_FIELDS:
-                sample[_STATUS_FIELDS[key]] = int(line.split()[1]) / 1024.0
+            if key in fields:
+                sample[fields[key]] = int(line.split()[1]) / 1024.0
     return sample
 
 
@@ -75,11 +76,7 @@ PEAK_METHODS = ("hwm", "sampling", "off")
 
 def read_hwm_mb() -> float | None:
     """VmHWM: the most RSS this process has had since it started or since the mark was last reset."""
-    with open("/proc/self/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return None
+    return read_status(fields={"VmHWM:": "hwm_mb"}).get("hwm_mb")
 
 
 class PeakMeter:

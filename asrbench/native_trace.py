@@ -27,7 +27,7 @@ into the worker and nothing measured changes.
 """
 
 import atexit
-import json
+import bisect
 import os
 import re
 import subprocess
@@ -218,24 +218,15 @@ def site_of(stack: list) -> tuple[str, str | None, list[str]]:
 
 # --- reading a capture ----------------------------------------------------------------------------------------------
 
-def _events(journal: Path) -> list[dict]:
-    events = []
-    try:
-        with open(journal, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    events.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break
-    except OSError:
-        pass
-    return events
-
-
 def analyse(config, run_dir: Path, way: str, flamegraph: bool = True) -> dict:
     """The native-trace report of one way, from its journal and its memray capture."""
+    from .results import read_events  # only the parent analyses: the worker, which imports this module, never loads it
+
     journal = Path(run_dir) / f"{way}.jsonl"
-    events = _events(journal)
+    try:
+        events = read_events(journal)
+    except OSError:
+        events = []
     trace_events = [e for e in events if e.get("event") == "native_trace"]
     started = next((e for e in trace_events if e["state"] == "started"), None)
     stopped = next((e for e in trace_events if e["state"] == "stopped"), None)
@@ -251,11 +242,11 @@ def analyse(config, run_dir: Path, way: str, flamegraph: bool = True) -> dict:
     finished = {r["iteration"] for r in records}
     began = time.perf_counter()
     try:
-        sites, buckets, blocks_total = _read(path, [m["time"] * 1000.0 for m in marks])
+        sites, blocks_total = _read(path, [m["time"] * 1000.0 for m in marks])
     except Exception as e:  # a capture cut short by a crash may not be readable
         return {**report, "status": "unreadable", "trace_file": path.name,
                 "message": f"the capture {path.name} cannot be read ({e.__class__.__name__}: {e})"}
-    rate_iterations = len(buckets) - 1
+    rate_iterations = max(len(marks) - 1, 0)  # the last traced iteration's blocks may be freed by the next
     unwritten = _unwritten(path)
     rows = []
     for (site, via), s in sites.items():
@@ -274,7 +265,7 @@ def analyse(config, run_dir: Path, way: str, flamegraph: bool = True) -> dict:
         status="traced" if stopped else "incomplete",
         message=None if stopped else "the worker ended while tracing: what was live when it ended",
         iterations_traced=len(marks), first_traced=marks[0]["iteration"] if marks else None,
-        last_traced=marks[-1]["iteration"] if marks else None, rate_iterations=max(rate_iterations, 0),
+        last_traced=marks[-1]["iteration"] if marks else None, rate_iterations=rate_iterations,
         last_finished=marks[-1]["iteration"] in finished if marks else None,
         trace_file=path.name, trace_bytes=path.stat().st_size,
         live_bytes=sum(r["live_bytes"] for r in rows), live_blocks=sum(r["live_blocks"] for r in rows),
@@ -298,9 +289,9 @@ def _read(path: Path, starts: list[float]):
     times = [s.time for s in reader.get_memory_snapshots()]
     end_ms = reader.metadata.end_time.timestamp() * 1000.0
 
-    def bucket(snapshot: int) -> int:
+    def bucket(snapshot: int) -> int:  # starts are in journal order, so sorted
         t = times[snapshot] if snapshot < len(times) else end_ms
-        return max(sum(1 for start in starts if start < t) - 1, 0)
+        return max(bisect.bisect_left(starts, t) - 1, 0)
 
     sites = defaultdict(lambda: {"bytes": 0, "blocks": 0, "by_bucket": {}, "stack": None})
     for record in reader.get_temporal_allocation_records(merge_threads=True):
@@ -318,7 +309,7 @@ def _read(path: Path, starts: list[float]):
             s["by_bucket"][b] = (got[0] + iv.n_bytes, got[1] + iv.n_allocations)
     total = reader.metadata.total_allocations
     reader.close()
-    return sites, range(max(len(starts), 1)), total
+    return sites, total
 
 
 def reanalyse(document: dict, run_dir: Path) -> None:

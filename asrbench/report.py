@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from .allocators import KNOWN_LIBRARIES
 from .native_trace import section as native_trace_section
 
 
@@ -126,15 +127,14 @@ def matrix_table(results: dict) -> str:
                      _fmt(row["rss_anon_final_removed_vs_glibc_mb"], "+.0f") + " MB",
                      _fmt(row["rss_anon_final_mb"]), _fmt(row["rss_final_mb"]),
                      _pair(peak.get("median_mb"), peak.get("max_mb")), row["verdict"] or "-"])
-        expected = row["allocator"] if row["allocator"] in ("jemalloc", "tcmalloc") else "glibc"
+        expected = row["allocator"] if row["allocator"] in KNOWN_LIBRARIES else "glibc"
         if row["loaded"] and row["loaded"] != expected:
             notes.append(f"{row['way']}@{row['allocator']}: asked for {expected} but the worker ran {row['loaded']}'s "
                          f"malloc ({row['malloc_from']}): the preload failed, see its log")
         if row["status"] not in (None, "completed"):
             notes.append(f"(!) {row['way']}@{row['allocator']}: {row['message']}")
-    widths = [max(len(str(line[i])) for line in [header] + body) + 2 for i in range(len(header))]
-    lines = ["allocator matrix (RssAnon and RSS after each destroy/restart; peak RSS during requests; MB)"]
-    lines += ["".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header] + body]
+    lines = _grid("allocator matrix (RssAnon and RSS after each destroy/restart; peak RSS during requests; MB)",
+                  header, body)
     lines += notes + [""] + [results["verdicts"][k] for k in results["verdicts"]]
     lines += native_trace_section(results)
     return "\n".join(line.rstrip() for line in lines)
@@ -152,10 +152,13 @@ def inputs_table(results: dict) -> str:
                          _fmt(row["request_s_median"], ".3f"), _pair(row["peak_rss_median_mb"], row["peak_rss_max_mb"]),
                          _fmt(row["rss_anon_median_mb"]), _fmt(row["rss_anon_step_at_first_mb"], "+.1f"),
                          _fmt(row["wer_mean"], ".3f")])
+    return "\n".join(_grid("per file of the input set (MB)", header, body))
+
+
+def _grid(title: str, header: list, body: list[list]) -> list[str]:
+    """A title over columns padded to their widest cell."""
     widths = [max(len(str(line[i])) for line in [header] + body) + 2 for i in range(len(header))]
-    lines = ["per file of the input set (MB)"]
-    lines += ["".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header] + body]
-    return "\n".join(lines)
+    return [title] + ["".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header] + body]
 
 
 def decoding_label(decoding: dict | None) -> str:

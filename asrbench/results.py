@@ -22,24 +22,31 @@ class ResultsError(Exception):
     """A results file that cannot be read or is not in this format."""
 
 
-def read_journal(path: Path) -> dict:
-    """Events of one worker: its start event, iterations in order, and how it ended (done, error or nothing)."""
-    journal = {"start": None, "iterations": [], "end": None}
+def read_events(path: Path) -> list[dict]:
+    """Every whole event of one worker's journal, in order ([] when it has none yet)."""
+    events = []
     if not Path(path).exists():
-        return journal
+        return events
     with open(path, encoding="utf-8") as f:
         for line in f:
             try:
-                event = json.loads(line)
+                events.append(json.loads(line))
             except json.JSONDecodeError:
                 break  # a line cut short by a kill: everything before it is whole
-            kind = event.pop("event", None)
-            if kind == "iteration":
-                journal["iterations"].append(event)
-            elif kind == "start":
-                journal["start"] = event
-            elif kind in ("done", "error"):
-                journal["end"] = {"event": kind, **event}
+    return events
+
+
+def read_journal(path: Path) -> dict:
+    """Events of one worker: its start event, iterations in order, and how it ended (done, error or nothing)."""
+    journal = {"start": None, "iterations": [], "end": None}
+    for event in read_events(path):
+        kind = event.pop("event", None)
+        if kind == "iteration":
+            journal["iterations"].append(event)
+        elif kind == "start":
+            journal["start"] = event
+        elif kind in ("done", "error"):
+            journal["end"] = {"event": kind, **event}
     return journal
 
 
