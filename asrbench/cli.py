@@ -168,11 +168,11 @@ def reanalyse(path: str, args) -> int:
             raise UsageError(f"--leak-threshold must be a positive number of MB per iteration, got {args.leak_threshold:g}")
         document["config"]["leak_threshold_mb"] = args.leak_threshold
     results.summarise(document)
-    native_trace.reanalyse(document, Path(path) if Path(path).is_dir() else Path(path).parent)
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    native_trace.reanalyse(document, folder)
     print(report.printed(document))
     if not args.no_plot and any(document["iterations"].values()):
-        target = (Path(path) if Path(path).is_dir() else Path(path).parent) / "memory.png"
-        print(f"\nplot: {report.plot(document, target)}")
+        print(f"\nplot: {report.plot(document, folder / 'memory.png')}")
     return 0
 
 

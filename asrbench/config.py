@@ -12,7 +12,7 @@ from .audio import SAMPLE_RATE
 from .memory import PEAK_METHODS
 from .engines import NAMES as ENGINES
 from .engines.chatllm import DECODING_OPTIONS, LIBRARIES, known_library, library_path, seeded_model
-from .engines.crispasr import ARCHITECTURES, GGUFError, gguf_metadata, seeded_model as seeded_gguf
+from .engines.crispasr import ARCHITECTURES, GGUFError, gguf_metadata, seeded_from as seeded_gguf
 from .engines.synthetic import SyntheticSettings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -150,22 +150,24 @@ def check_model(model: str) -> None:
         raise UsageError(f"{path} is not a chatllm.cpp model (no ggml header): convert it with chatllm.cpp's convert.py")
 
 
-def check_gguf(model: str) -> None:
-    """A GGUF whose architecture CrispASR runs as Qwen3-ASR."""
+def check_gguf(model: str) -> dict:
+    """A GGUF whose architecture CrispASR runs as Qwen3-ASR: its header's keys (gguf_metadata)."""
     path = Path(model)
     if not path.is_file():
         raise UsageError(f"model file {path} not found: write one with make tiny-model or make seeded-model "
                          f"(models/*.gguf), or pass --model FILE.gguf")
     try:
-        arch = gguf_metadata(path).get("general.architecture")
+        header = gguf_metadata(path)
     except OSError as e:
         raise UsageError(f"model file {path} cannot be read ({e.strerror}): fix its permissions") from None
     except GGUFError as e:
         raise UsageError(f"{e} (engine crispasr loads GGUF; a chatllm.cpp .bin is for --engine chatllm): write one "
                          f"with python tools/gguf_from_checkpoint.py") from None
+    arch = header.get("general.architecture")
     if arch not in ARCHITECTURES:
         raise UsageError(f"{path} is a GGUF for {arch or 'no architecture'}, not Qwen3-ASR (general.architecture "
                          f"qwen3asr): write one with python tools/gguf_from_checkpoint.py")
+    return header
 
 
 def check_library(chatllm_dir: str, library: str = "stock") -> None:
@@ -282,8 +284,7 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
             raise UsageError("crispasr is not installed (engine crispasr): pip install -r requirements-crispasr.txt")
         if config.engine_args:
             raise UsageError("--engine-args passes options to chatllm.cpp; engine crispasr takes none: drop it")
-        check_gguf(config.model)
-        config.seeded_model = seeded_gguf(config.model)
+        config.seeded_model = seeded_gguf(check_gguf(config.model))
     if config.max_new_tokens is None and config.seeded_model:
         # random weights never emit the end token: stop about where the real model stops on the sample
         config.max_new_tokens, config.max_new_tokens_why = SEEDED_MAX_NEW_TOKENS, "default for seeded models"

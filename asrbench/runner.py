@@ -190,10 +190,10 @@ def run_way(config: RunConfig, way: str, run_dir: Path, progress: Progress, inte
         result = judge.outcome(proc.returncode, tail.events, last_rss, run_dir / f"{key}.log")
     else:
         result = outcome(proc.returncode, tail.events, stopped, last_rss, config.iterations, run_dir / f"{key}.log")
-    if judge and not judge.decided:
-        result["until_decided"] = judge.describe()
-        if result["status"] == "completed":
-            result["message"] += "; still undecided at the last look"
+        if judge:
+            result["until_decided"] = judge.describe()
+            if result["status"] == "completed":
+                result["message"] += "; still undecided at the last look"
     if allocator:
         result.update(way=way, allocator=allocator)
     return result

@@ -37,11 +37,11 @@ class Journal:
 class Iteration:
     """Measures one iteration: timings, memory at each step and the raw transcript."""
 
-    def __init__(self, config: RunConfig, engine, way: str, number: int, source: dict | None = None,
-                 peak: memory.PeakMeter | None = None, trim_after_release: bool = False):
+    def __init__(self, config: RunConfig, engine, way: str, number: int, source: dict, peak: memory.PeakMeter,
+                 trim_after_release: bool):
         self.config, self.engine, self.way, self.number = config, engine, way, number
-        self.source = source or config.input_list()[0]  # the file this iteration sends
-        self.peak = peak or memory.PeakMeter("off")
+        self.source = source  # the file this iteration sends
+        self.peak = peak
         self.trim_after_release = trim_after_release
         self.record = {"way": way, "iteration": number, "audio": self.source["audio"],
                        "audio_seconds": self.source["seconds"], "load_s": None, "release_rc": None,
@@ -112,6 +112,7 @@ def run(config: RunConfig, way: str, journal: Journal) -> None:
     engine = open_engine(config)
     peak = memory.PeakMeter(config.peak)
     setting = allocators.current()
+    trim_after_release = bool(setting and setting.trim_after_release)
     loaded = allocators.loaded()
     journal.write("start", way=way, pid=os.getpid(), python=sys.version.split()[0], baseline=baseline,
                   after_engine_import=memory.sample(with_uss=True), engine=engine.describe(),
@@ -131,8 +132,7 @@ def run(config: RunConfig, way: str, journal: Journal) -> None:
         journal.iteration = number
         if trace:
             trace.before_iteration(number)
-        step = Iteration(config, engine, way, number, sources[plan[number - 1]], peak,
-                         bool(setting and setting.trim_after_release))
+        step = Iteration(config, engine, way, number, sources[plan[number - 1]], peak, trim_after_release)
         if not held:
             held.append(step.load())
         step.transcribe(held[0])

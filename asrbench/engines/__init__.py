@@ -1,5 +1,7 @@
 """The engines the benchmark drives, each in a module of its own, opened by name from a run's config."""
 
+from pathlib import Path
+
 from .base import EngineError, StreamClock, Transcription, finish
 
 NAMES = ("chatllm", "synthetic", "faster-whisper", "crispasr")
@@ -23,10 +25,9 @@ def open_engine(config):
     if config.engine == "crispasr":
         from .crispasr import CrispASREngine
 
-        engine = CrispASREngine(config.model, config.threads, config.language, config.max_new_tokens, config.decoding,
-                                config.audio)
-        for source in config.input_list()[1:]:  # every file of an input set decoded now, before anything is measured
-            engine.pcm(source["audio"])
+        engine = CrispASREngine(config.model, config.threads, config.language, config.max_new_tokens, config.decoding)
+        for source in config.input_list():  # every file of the input set decoded now, before anything is measured
+            engine.pcm(Path(source["audio"]))
         return engine
     raise ValueError(f"unknown engine {config.engine}")
 

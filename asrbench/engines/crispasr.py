@@ -101,12 +101,20 @@ def gguf_metadata(path, wanted=("general.architecture", "general.name", "asrbenc
 def seeded_model(path) -> dict | None:
     """For a GGUF written from tools/make_model.py's seeded checkpoint: its size and seed (the `asrbench.seeded` key,
     which mirrors the `asrbench_seeded` entry in the chatllm.cpp file's config); else None."""
+    try:
+        return seeded_from(gguf_metadata(path))
+    except (OSError, GGUFError):
+        return None
+
+
+def seeded_from(metadata: dict) -> dict | None:
+    """seeded_model() of a header gguf_metadata() has already read."""
     import json
 
+    value = metadata.get("asrbench.seeded")
     try:
-        value = gguf_metadata(path).get("asrbench.seeded")
         return json.loads(value) if value else None
-    except (OSError, GGUFError, ValueError):
+    except ValueError:
         return None
 
 
@@ -121,8 +129,7 @@ class CrispASREngine:
 
     name = "crispasr"
 
-    def __init__(self, model: str, threads: int, language: str, max_new_tokens: int | None, decoding: str = "greedy",
-                 audio_path: str | None = None):
+    def __init__(self, model: str, threads: int, language: str, max_new_tokens: int | None, decoding: str = "greedy"):
         # libcrispasr loads OpenBLAS, which starts a thread per core unless told otherwise when it loads: the run's
         # thread count holds for it too.
         self.openblas_before = os.environ.get("OPENBLAS_NUM_THREADS")
@@ -137,8 +144,6 @@ class CrispASREngine:
         self.decoding_mode = decoding
         self.samples: dict[str, object] = {}
         self.audio_facts: dict[str, dict] = {}
-        if audio_path:  # decoded now, before anything is measured
-            self.pcm(Path(audio_path))
 
     def pcm(self, path: Path):
         """The audio's samples from the project's one decode (asrbench.audio), made once per file."""
