@@ -22,15 +22,16 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from asrbench import memory, metadata, results, text  # noqa: E402
+from asrbench.config import SEEDED_MAX_NEW_TOKENS  # noqa: E402
 from asrbench.engines.synthetic import NativeBlock  # noqa: E402
 
 CHATLLM_DIR = Path(os.environ.get("CHATLLM_DIR") or PROJECT / "chatllm.cpp")
 TINY = PROJECT / "models" / "tiny-qwen3-asr.bin"
 SEEDED = PROJECT / "models" / "seeded-qwen3-asr-0.6b-q4_0.bin"
 SAMPLE = PROJECT / "samples" / "phoneNumber1-zh-TW.wav"
-# Both sides decode greedily and stop after 16 tokens (what the benchmark does by default for a seeded model), so they
-# generate the same tokens and the same amount of work every request.
-SAME_WORK = ["-t", "0", "--max_new_tokens", "16"]
+# Both sides decode greedily and stop after the tokens the benchmark allows a seeded model by default, so they generate
+# the same tokens and the same amount of work every request.
+SAME_WORK = ["-t", "0", "--max_new_tokens", str(SEEDED_MAX_NEW_TOKENS)]
 
 
 def comparison(*args, timeout=3600) -> tuple[dict, float]:
@@ -90,6 +91,7 @@ def sample_costs() -> dict:
     for block in blocks:
         block.free()
     figures["peak_method"] = meter.describe()
+    meter.close()  # where clear_refs is refused it is a sampling thread itself, which the next figure must not count
     figures["peak_sampling_thread_cpu_pct"] = sampling_thread_cpu()
     return figures
 

@@ -17,6 +17,11 @@ import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from asrbench import results  # noqa: E402
+from asrbench.engines.chatllm import library_dir, library_path  # noqa: E402
+
 MODELS = {"tiny": PROJECT / "models" / "tiny-qwen3-asr.bin",
           "0.6b": PROJECT / "models" / "seeded-qwen3-asr-0.6b-q4_0.bin"}
 WAYS = "recreate,restart,recreate-drop"
@@ -25,22 +30,15 @@ PATCH_STEPS = [("fixed-p1", "0001 (+ binding 0005)"), ("fixed-p12", "+ 0002"), (
                ("fixed", "+ 0004: all")]
 
 
-def run(model: Path, library: str, ways: str, iterations: int, threads: int, out: Path, again: bool = False) -> dict:
-    if again:  # an earlier run's results: nothing is run
-        doc = json.loads((out / "comparison_results.json").read_text())
-        doc["_wall_s"] = None
-        return doc
+def run(model: Path, library: str, ways: str, iterations: int, threads: int, out: Path) -> dict:
     args = [sys.executable, str(PROJECT / "run_comparison.py"), "--model", str(model), "--library", library,
             "--ways", ways, "--iterations", str(iterations), "--threads", str(threads), "--malloc-trim",
             "--output", str(out), "--quiet", "--no-plot"]
-    started = time.monotonic()
     proc = subprocess.run(args, capture_output=True, text=True)
     path = out / "comparison_results.json"
     if not path.is_file():
         raise RuntimeError(f"{' '.join(args)} wrote no results:\n{proc.stderr[-2000:]}")
-    doc = json.loads(path.read_text())
-    doc["_wall_s"] = time.monotonic() - started
-    return doc
+    return json.loads(path.read_text())
 
 
 def slope(analysis: dict | None) -> str:
@@ -97,12 +95,16 @@ def main() -> int:
     for model in models:
         if args.patches:
             for library, patches in PATCH_STEPS:
-                if not (tmp / f"{model}-{library}").is_dir() if args.again else not (
-                        PROJECT / "build" / "engines" / library / "chatllm.cpp" / "bindings" / "libchatllm.so").is_file():
+                folder = tmp / f"{model}-{library}"
+                if args.again:
+                    if not folder.is_dir():
+                        continue
+                    doc = results.load(folder / "comparison_results.json")  # an earlier run's: nothing is run
+                elif not library_path(library_dir(library, "")).is_file():
                     print(f"skipping {library}: not built", file=sys.stderr)
                     continue
-                doc = run(MODELS[model], library, "recreate", args.iterations, args.threads, tmp / f"{model}-{library}",
-                          bool(args.again))
+                else:
+                    doc = run(MODELS[model], library, "recreate", args.iterations, args.threads, folder)
                 report["rows"].append({"model": model, "library": library, "patches": patches, "way": "recreate",
                                        **cells(doc, "recreate")})
         else:
@@ -110,9 +112,8 @@ def main() -> int:
                 if args.again:
                     # the run's folder, and any folder with more ways of it (e.g. 0.6b-fixed-restart, a later run of
                     # the ways an interrupted run did not finish): each way from the run that did the most of it
-                    docs = [run(MODELS[model], library, WAYS, 0, 0, folder, True)
-                            for folder in sorted(tmp.glob(f"{model}-{library}*"))
-                            if folder.name in (f"{model}-{library}",) or folder.name.startswith(f"{model}-{library}-")]
+                    folders = [tmp / f"{model}-{library}", *sorted(tmp.glob(f"{model}-{library}-*"))]
+                    docs = [results.load(folder / "comparison_results.json") for folder in folders if folder.is_dir()]
                     for way in WAYS.split(","):
                         have = [d for d in docs if way in d["ways"]]
                         if have:

@@ -32,7 +32,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from asrbench import native_trace  # noqa: E402
+from asrbench import native_trace, results  # noqa: E402
 from asrbench.config import RunConfig, validate  # noqa: E402
 from asrbench.engines.chatllm import library_dir  # noqa: E402
 from asrbench.stats import theil_sen  # noqa: E402
@@ -51,8 +51,7 @@ def worker(config: RunConfig, way: str, folder: Path) -> tuple[list[dict], float
                    stderr=subprocess.DEVNULL, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    events = [json.loads(line) for line in (folder / f"{way}.jsonl").read_text().splitlines()]
-    return [e for e in events if e["event"] == "iteration"], cpu
+    return results.read_journal(folder / f"{way}.jsonl")["iterations"], cpu
 
 
 def traced_slice(records: list[dict], after: int) -> list[dict]:

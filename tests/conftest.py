@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from asrbench.engines.chatllm import library_dir
+
 PROJECT = Path(__file__).resolve().parent.parent
 CHATLLM_DIR = Path(os.environ.get("CHATLLM_DIR") or PROJECT / "chatllm.cpp")
 TINY_MODEL = PROJECT / "models" / "tiny-qwen3-asr.bin"
 SEEDED_MODEL = PROJECT / "models" / "seeded-qwen3-asr-0.6b-q4_0.bin"
-FIXED_DIR = Path(os.environ.get("CHATLLM_VARIANTS_DIR") or PROJECT / "build" / "engines") / "fixed" / "chatllm.cpp"
+FIXED_DIR = library_dir("fixed", CHATLLM_DIR)  # honours CHATLLM_VARIANTS_DIR, as --library fixed does
 SAMPLE = PROJECT / "samples" / "phoneNumber1-zh-TW.wav"
 
 

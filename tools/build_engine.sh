@@ -48,7 +48,7 @@ fetch_source() {
   fi
   [ -f "$archive" ] || die "CHATLLM_SOURCE_ARCHIVE=$archive: no such file (a git archive of chatllm.cpp $PINNED_COMMIT)"
   local sum
-  sum=$(sha256sum "$archive" | cut -d' ' -f1)
+  sum=$(sha256 "$archive")
   [ "$sum" = "$PINNED_ARCHIVE_SHA256" ] || die "$archive has sha256 $sum, not the pinned $PINNED_ARCHIVE_SHA256: use the archive of commit ${PINNED_COMMIT:0:7}"
   [ -z "$(ls -A "$SOURCE" 2>/dev/null)" ] || die "$SOURCE is not empty but has no CMakeLists.txt: empty it, then run again"
   mkdir -p "$SOURCE"
