@@ -19,10 +19,10 @@ ENV MPLCONFIGDIR=/var/cache/matplotlib
 RUN mkdir -p "$MPLCONFIGDIR" && python -c "import matplotlib.font_manager" && chmod -R a+rwX "$MPLCONFIGDIR" \
  && chmod 1777 "$MPLCONFIGDIR"
 
-# ENGINES: the libchatllm variants to build, by tools/build_engine.sh's names (stock, fixed, stock-asan, fixed-asan).
+# ENGINES: the libchatllm variants to build, by tools/build_engine.sh's names (stock, fixed, fixed-tsan, ...).
 ARG BUILD_THREADS=2
 ARG ENGINES="stock fixed"
-COPY tools/build_engine.sh tools/asan.cmake /opt/asrbench/tools/
+COPY tools/build_engine.sh tools/sanitize.cmake /opt/asrbench/tools/
 COPY chatllm.cpp /opt/asrbench/chatllm.cpp
 WORKDIR /opt/asrbench
 # stock: chatllm.cpp/build -> chatllm.cpp/bindings/libchatllm.so. Object files are dropped, the libraries kept.

@@ -7,8 +7,8 @@ BUILD_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export BUILD_THREADS CHATLLM_SOURCE_ARCHIVE
 
-.PHONY: setup system-packages python-packages engine-source engines engine engine-fixed engine-asan \
-        models tiny-model seeded-model samples test bench side-by-side docker-test
+.PHONY: setup system-packages python-packages engine-source engines engine engine-fixed engine-asan engine-tsan \
+        engine-stock-tsan models tiny-model seeded-model samples test bench side-by-side docker-test
 
 setup: system-packages python-packages engine-source
 	@if [ -f chatllm.cpp/CMakeLists.txt ]; then \
@@ -31,7 +31,11 @@ python-packages:
 engine-source:
 	@tools/build_engine.sh source || true
 
-engines: engine engine-fixed engine-asan
+engines: engine engine-fixed engine-asan engine-tsan
+
+# The series before the patches that give every instance its own history encoder (patches/README.md): the sanitizer
+# tests of several instances in one process must catch the faults on it
+BEFORE_INSTANCES ?= 0005
 
 # libchatllm as users build it, from the pinned source: chatllm.cpp/bindings/libchatllm.so
 engine:
@@ -42,10 +46,21 @@ engine:
 engine-fixed:
 	tools/build_engine.sh build fixed
 
-# Both, with AddressSanitizer and LeakSanitizer, for tests/test_sanitizer.py: build/engines/{stock,fixed}-asan/
+# With AddressSanitizer and LeakSanitizer, for tests/test_sanitizer.py: stock, fixed, and fixed up to the patch before
+# the instance patches, in build/engines/*-asan/ (-O1 -g, Qwen3-ASR's model files only: tools/sanitize.cmake)
 engine-asan:
 	tools/build_engine.sh build stock-asan
 	tools/build_engine.sh build fixed-asan
+	tools/build_engine.sh build fixed-$(BEFORE_INSTANCES)-asan
+
+# With ThreadSanitizer, for tests/test_sanitizer.py: fixed, and fixed up to the patch before the instance patches
+engine-tsan:
+	tools/build_engine.sh build fixed-tsan
+	tools/build_engine.sh build fixed-$(BEFORE_INSTANCES)-tsan
+
+# The released library with ThreadSanitizer, for the races FINDINGS.md lists by site (not needed by the tests)
+engine-stock-tsan:
+	tools/build_engine.sh build stock-tsan
 
 models: tiny-model seeded-model
 

@@ -89,16 +89,6 @@ def require(names, dirs=None) -> None:
                                  f" --allocators")
 
 
-def run_key(way: str, setting: str | None) -> str:
-    """How a run of one way under one setting is named in results and file names: recreate@jemalloc."""
-    return f"{way}@{setting}" if setting else way
-
-
-def split_key(key: str) -> tuple[str, str | None]:
-    way, _, setting = key.partition("@")
-    return way, setting or None
-
-
 def library_of(path: str) -> str | None:
     """The allocator (a KNOWN_LIBRARIES key) a library file is, by its name; None for anything else."""
     return next((name for name, lib in KNOWN_LIBRARIES.items() if os.path.basename(path).startswith(lib)), None)

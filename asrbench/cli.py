@@ -152,11 +152,27 @@ def comparison_parser() -> argparse.ArgumentParser:
     p.add_argument("--allocators", metavar="LIST",
                    help=f"run each way once per allocator setting, each in a fresh worker: {', '.join(allocators.SETTINGS)}"
                         " or all (comma-separated)")
+    p.add_argument("--instances", type=positive_int("--instances"),
+                   help="restart keeps a pool of K instances in its worker, created at start; each request takes the "
+                        "one free longest (default: one per thread of --concurrency)")
+    p.add_argument("--concurrency", metavar="LIST", default="1",
+                   help="requests in flight at once, in threads of one worker (recreate: up to C instances alive); each "
+                        "value above 1 is also served by C worker processes of one instance each; comma-separated, "
+                        "e.g. 1,2 (default 1)")
     p.add_argument("--no-plot", action="store_true", help="do not draw memory.png")
     p.add_argument("--report", metavar="FILE", help="re-analyse a results file or run folder; runs no engine")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="compare two results files")
     p.add_argument("--fail-above", type=number("--fail-above"), help="with --compare: fail when a slope exceeds this MB/iter")
     return p
+
+
+def concurrency_list(raw: str) -> list[int]:
+    values = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        values.append(checked_int(part, "each --concurrency value", 1, 64))
+    if not values:
+        raise UsageError(f"--concurrency needs at least one whole number (e.g. 2, or 1,2), got {raw!r}")
+    return values
 
 
 def reanalyse(path: str, args) -> int:
@@ -197,6 +213,8 @@ def main_comparison(argv=None) -> int:
         config.trace_native = args.trace_native or args.trace_native_after is not None
         config.trace_native_after = args.trace_native_after
         config.input_order, config.input_seed, config.peak = args.input_order, args.input_seed, args.peak
+        config.instances = args.instances
+        config.concurrency = concurrency_list(args.concurrency)
         if args.allocators is not None:
             try:
                 config.allocators = allocators.parse(args.allocators)

@@ -71,6 +71,8 @@ class RunConfig:
     input_seed: int = 0
     peak: str = "hwm"               # peak RSS per load and request: hwm (VmHWM reset via clear_refs), sampling, off
     allocators: list = field(default_factory=list)  # allocator settings, each way once under each (empty: as started)
+    instances: int | None = None    # restart's pool of instances in one worker (None: one per thread; asrbench.scheduling)
+    concurrency: list = field(default_factory=lambda: [1])  # requests in flight per worker, each value run in turn
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -268,6 +270,7 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
     if config.uss_every < 0:
         raise UsageError(f"--uss-every must be 0 (never) or a positive number of iterations, got {config.uss_every}")
     check_decoding(config)
+    check_serving(config)
     if config.trace_native:
         check_trace(config)
     if config.engine == "synthetic":
@@ -297,6 +300,30 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
     check_allocators(config)
     check_inputs(config, need_reference)
     return config
+
+
+MAX_IN_FLIGHT = 64
+
+
+def check_serving(config: RunConfig) -> None:
+    """--instances and --concurrency: whole numbers that a worker can hold, with what they combine with."""
+    if config.instances is not None and not 1 <= config.instances <= MAX_IN_FLIGHT:
+        raise UsageError(f"--instances must be from 1 to {MAX_IN_FLIGHT}, got {config.instances}")
+    if not config.concurrency or any(not isinstance(c, int) or not 1 <= c <= MAX_IN_FLIGHT for c in config.concurrency):
+        raise UsageError(f"--concurrency takes whole numbers from 1 to {MAX_IN_FLIGHT}, comma-separated (e.g. 1,2), got "
+                         f"{','.join(map(str, config.concurrency)) or '(none)'}")
+    if len(set(config.concurrency)) != len(config.concurrency):
+        raise UsageError(f"--concurrency names a value twice ({','.join(map(str, config.concurrency))}): give each once")
+    several = (config.instances or 1) > 1 or max(config.concurrency) > 1
+    if config.instances is not None and config.instances > 1 and "restart" not in config.ways:
+        raise UsageError("--instances sets the pool restart keeps; recreate creates an instance per request (with "
+                         "--concurrency C, up to C at once): add restart to --ways, or drop --instances")
+    if several and config.trace_native:
+        raise UsageError("--trace-native attributes memory to one request at a time: drop --instances and --concurrency "
+                         "for a traced run")
+    if max(config.concurrency) > 1 and config.until_decided:
+        raise UsageError("--until-decided stops one worker at a planned look; --concurrency above 1 also serves the load "
+                         "from several processes: drop one of them")
 
 
 def check_allocators(config: RunConfig) -> None:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from .allocators import KNOWN_LIBRARIES
 from .native_trace import section as native_trace_section
+from .scheduling import Entry
 
 
 def _fmt(value, spec: str = ".1f", unit: str = "") -> str:
@@ -18,9 +19,9 @@ def _pair(a, b, spec=".1f") -> str:
     return f"{_fmt(a, spec)} / {_fmt(b, spec)}"
 
 
-def table(results: dict) -> str:
-    """The comparison table: one column per way."""
-    ways = list(results.get("iterations", {}))
+def table(results: dict, ways: list | None = None) -> str:
+    """The comparison table: one column per way (the given run entries, else all)."""
+    ways = list(results.get("iterations", {})) if ways is None else ways
     summary = results.get("summary", {})
     status = results.get("ways", {})
 
@@ -64,6 +65,8 @@ def table(results: dict) -> str:
         ("exact matches", [f"{summary[w]['exact_matches']}/{summary[w]['iterations']}" for w in ways]),
         ("decoding", [decoding_label(summary[w].get("decoding")) for w in ways]),
         ("transcripts differing from own first", [_drift(summary[w].get("transcript_drift")) for w in ways]),
+        *([("same as one instance alone", [single_instance_note(summary[w].get("single_instance")) for w in ways])]
+          if any(summary[w].get("single_instance") for w in ways) else []),
         ("... from the other ways' first", [_drift_across(summary[w].get("transcript_drift")) for w in ways]),
         ("Python blocks/iter", [_fmt(summary[w]["attribution"]["py_blocks_per_iter"], "+.1f") for w in ways]),
     ]
@@ -105,8 +108,17 @@ def peak_rows(summary: dict, ways: list) -> list:
 
 def printed(results: dict) -> str:
     """What a run prints: the comparison table (the allocator matrix instead when the run had allocator settings, whose
-    one column per way and setting would not fit a screen), then per-file figures when it sent an input set."""
-    parts = [matrix_table(results) if results.get("allocator_matrix") else table(results)]
+    one column per way and setting would not fit a screen), the serving table when requests ran at once (--concurrency)
+    or from a pool (--instances), then per-file figures when it sent an input set."""
+    keys = list(results.get("iterations", {}))
+    at_once = [k for k in keys if Entry.parse(k).concurrency > 1]
+    if results.get("allocator_matrix"):
+        parts = [matrix_table(results)]
+    else:
+        parts = [table(results, [k for k in keys if k not in at_once])] if len(at_once) < len(keys) else []
+    if any(Entry.parse(k).concurrency > 1 or (results["summary"][k].get("serving") or {}).get("instances_alive", "1") != "1"
+           for k in keys):
+        parts.append(serving_table(results, at_once if not results.get("allocator_matrix") else []))
     if any((s or {}).get("inputs") for s in results.get("summary", {}).values()):
         parts.append(inputs_table(results))
     return "\n\n".join(parts)
@@ -138,6 +150,41 @@ def matrix_table(results: dict) -> str:
     lines += notes + [""] + [results["verdicts"][k] for k in results["verdicts"]]
     lines += native_trace_section(results)
     return "\n".join(line.rstrip() for line in lines)
+
+
+def serving_table(results: dict, with_verdicts: list) -> str:
+    """Per run entry: how its requests were served (one at a time, a pool, threads or processes), whether each gave
+    the single-instance transcript, the RssAnon slope per request with its verdict, peak RSS, throughput and latency
+    (with the wait for a free instance); then the verdict lines of the entries no other table shows."""
+    header = ["entry", "served by", "instances alive", "requests", "same as one instance alone",
+              f"RssAnon MB/request [{_level(results['summary'])} CI]", "verdict", "peak RSS MB", "requests/s",
+              "latency s p50 / p95 / max", "wait s max"]
+    body = []
+    for key, summary in results["summary"].items():
+        serving = summary.get("serving") or {}
+        anon = summary["memory"].get(summary["verdict_metric"])
+        latency = serving.get("latency_s") or {}
+        status = results.get("ways", {}).get(key, {})
+        body.append([key + ("" if status.get("status") in (None, "completed", "decided") else " (!)"),
+                     serving.get("served_by", "-"), serving.get("instances_alive", "-"), str(summary["iterations"]),
+                     single_instance_note(summary.get("single_instance")), _slope(anon), summary.get("verdict") or "-",
+                     _fmt(serving.get("peak_rss_mb")), _fmt(serving.get("requests_per_s"), ".2f"),
+                     f"{_fmt(latency.get('p50'), '.3f')} / {_fmt(latency.get('p95'), '.3f')} / {_fmt(latency.get('max'), '.3f')}",
+                     _fmt((serving.get("wait_s") or {}).get("max"), ".3f")])
+    lines = _grid("serving (RssAnon after each request's restart/destroy; processes: summed over them; peak: see "
+                  "peak_rss_how in the results)", header, body)
+    notes = [f"(!) {key}: {results['ways'][key].get('message')}" for key in results["summary"]
+             if results.get("ways", {}).get(key, {}).get("status") not in (None, "completed", "decided")]
+    lines += notes + ([""] + [results["verdicts"][k] for k in with_verdicts] if with_verdicts else [])
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def single_instance_note(found: dict | None) -> str:
+    """requests and instances that gave the single-instance transcript, e.g. '12/40 requests, 1/4 instances'."""
+    if not found:
+        return "-"
+    return (f"{found['requests'] - found['differing']}/{found['requests']} requests, "
+            f"{found['instances_right']}/{found['instances']} instances")
 
 
 def inputs_table(results: dict) -> str:

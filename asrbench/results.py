@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from . import allocators, stats, text
+from . import consistency, scheduling, stats, text, throughput
 from .config import RunConfig
 from .engines.chatllm import DECODING_OPTIONS, decoding_settings
 
@@ -154,11 +154,16 @@ def summarise(results: dict) -> dict:
         elif status.get("status") not in (None, "completed"):
             line += f" ({status.get('message', status['status'])})"
         results["verdicts"][way] = line
-    drift = transcript_drift(results.get("iterations", {}))
+    drift = consistency.transcript_drift(results.get("iterations", {}))
+    single = (results.get("reference_transcripts") or {}).get("transcripts")
     for way, summary in results["summary"].items():
         summary["decoding"] = decoding_of(results, way)
         summary["transcript_drift"] = drift.get(way)
-        results["verdicts"][way] += drift_note(summary["transcript_drift"], summary["decoding"])
+        results["verdicts"][way] += consistency.drift_note(summary["transcript_drift"], summary["decoding"])
+        if single is not None:
+            summary["single_instance"] = consistency.check(results["iterations"][way], single)
+            results["verdicts"][way] = consistency.flag(results["verdicts"][way], way, summary["single_instance"])
+        summary["serving"] = throughput.summary(results["iterations"][way], results.get("ways", {}).get(way, {}), way)
     summarise_traffic(results)
     return results
 
@@ -182,53 +187,15 @@ def decoding_of(results: dict, way: str) -> dict | None:
     return None
 
 
-def transcript_drift(iterations: dict) -> dict:
-    """Per way: how many transcripts differ from the way's own first, and from every other way's first.
-
-    The same audio decoded deterministically gives the same text every time, so a restart() that leaves state
-    behind shows here as transcripts that drift; under sampling, differences are expected noise. With an input set,
-    each transcript is compared with the first transcript of the same file."""
-    transcripts = {way: [(r.get("iteration", i + 1), r.get("audio"), r["raw_transcript"]) for i, r in enumerate(records)
-                         if r.get("raw_transcript") is not None]
-                   for way, records in iterations.items()}
-    firsts = {way: {} for way in transcripts}
-    for way, texts in transcripts.items():
-        for _, audio, t in texts:
-            firsts[way].setdefault(audio, t)
-    drift = {}
-    for way, texts in transcripts.items():
-        if not texts:
-            continue
-        differing = [number for number, audio, t in texts if t != firsts[way][audio]]
-        drift[way] = {
-            "transcripts": len(texts),
-            "distinct": len({t for _, _, t in texts}),
-            "differ_from_first": len(differing),
-            "first_differing_iteration": differing[0] if differing else None,
-            "differ_from_first_of": {other: sum(1 for _, audio, t in texts if t != first.get(audio, t))
-                                     for other, first in firsts.items() if other != way and first},
-        }
-    return drift
-
-
-def drift_note(drift: dict | None, decoding: dict | None) -> str:
-    """The verdict line's mention of drift: only when decoding is deterministic (else differences are sampling)."""
-    if not drift or not (decoding or {}).get("deterministic"):
-        return ""
-    n = drift["transcripts"]
-    parts = [f"{drift['differ_from_first']} of {n} differ from the first"
-             f" (from iteration {drift['first_differing_iteration']})"] if drift["differ_from_first"] else []
-    parts += [f"{count} of {n} from {other}'s first" for other, count in drift["differ_from_first_of"].items() if count]
-    return f"; transcript drift: {', '.join(parts)}" if parts else ""
-
-
 def peak_summary(records: list[dict], worker: dict | None = None) -> dict | None:
     """Peak RSS during each request (median, p95, max), during load (max), and how far it rose above the RSS sampled
     after the same iteration's destroy/restart, which is all that samples between requests see."""
     peaks = [r.get("peak_rss_mb") for r in records if r.get("peak_rss_mb") is not None]
     if not peaks:
         return None
-    above = [r["peak_rss_mb"] - r["rss_mb"] for r in records if r.get("peak_rss_mb") is not None and r.get("rss_mb")]
+    # a process's own RSS where several processes served the load (their rss_mb is the sum)
+    own = lambda r: r.get("process_rss_mb", r.get("rss_mb"))
+    above = [r["peak_rss_mb"] - own(r) for r in records if r.get("peak_rss_mb") is not None and own(r)]
     loads = [r.get("peak_load_rss_mb") for r in records if r.get("peak_load_rss_mb") is not None]
     return {"n": len(peaks), "median_mb": stats.median(peaks), "p95_mb": stats.percentile(peaks, 95),
             "max_mb": max(peaks), "load_max_mb": max(loads) if loads else None,
@@ -268,7 +235,8 @@ def allocator_matrix(results: dict) -> list[dict]:
     rows = []
     for key, summary in results.get("summary", {}).items():
         status = results.get("ways", {}).get(key, {})
-        way, setting = allocators.split_key(key)  # a run folder rebuilt from journals has only the names
+        entry = scheduling.Entry.parse(key)  # a run folder rebuilt from journals has only the names
+        way, setting = scheduling.Entry(entry.way, None, entry.concurrency, entry.processes).key, entry.allocator
         if not setting:
             continue
         anon = summary["memory"].get(PRIMARY_METRIC) or {}
@@ -301,7 +269,7 @@ def summarise_traffic(results: dict) -> None:
         summary = results["summary"][key]
         summary["peak_rss"] = peak_summary(records, results.get("ways", {}).get(key, {}).get("worker"))
         summary["inputs"] = input_summary(records)
-    if any(allocators.split_key(key)[1] for key in results.get("iterations", {})):
+    if any(scheduling.Entry.parse(key).allocator for key in results.get("iterations", {})):
         results["allocator_matrix"] = allocator_matrix(results)
 
 
@@ -337,8 +305,15 @@ def load(path: Path) -> dict:
         if not journals:
             raise ResultsError(f"{path} holds no results file and no worker journal (*.jsonl)")
         config = RunConfig.load(path / "config.json").to_dict() if (path / "config.json").is_file() else {}
-        return {"schema_version": SCHEMA_VERSION, "config": config, "metadata": {}, "ways": {},
-                "iterations": {j.stem: read_journal(j)["iterations"] for j in journals}}
+        groups = {}  # restart@p2.1.jsonl and restart@p2.2.jsonl: the two processes of restart@p2
+        for j in journals:
+            if j.stem != "reference":
+                key, _, process = j.stem.rpartition(".")
+                groups.setdefault(key if process.isdigit() and key else j.stem, []).append(j)
+        iterations = {key: (read_journal(files[0])["iterations"] if len(files) == 1 else
+                            scheduling.merge_processes([read_journal(f)["iterations"] for f in files]))
+                      for key, files in groups.items()}
+        return {"schema_version": SCHEMA_VERSION, "config": config, "metadata": {}, "ways": {}, "iterations": iterations}
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -10,8 +10,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import allocators, memory, metadata, native_trace, report, results, stats
+from . import allocators, consistency, inputs, memory, metadata, native_trace, report, results, scheduling, stats
 from .config import PROJECT_DIR, RunConfig
+from .scheduling import Entry
 
 POLL_S = 0.2
 GRACE_S = 5.0
@@ -137,66 +138,127 @@ class UntilDecided:
         return result
 
 
-def run_way(config: RunConfig, way: str, run_dir: Path, progress: Progress, interrupt: Interrupt,
-            allocator: str | None = None) -> dict:
-    """Start the worker for one way (under one allocator setting, when given), watch it to the end, and say how it ended."""
-    key = allocators.run_key(way, allocator)  # recreate, or recreate@jemalloc: its journal, log and results entry
-    journal = run_dir / f"{key}.jsonl"
+def start_worker(config: RunConfig, key: str, run_dir: Path, journal: Path, log_name: str, allocator: str | None,
+                 share: str | None = None) -> subprocess.Popen:
+    """A fresh worker process in a session of its own, under the allocator setting when one is given."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")])))
     if allocator:  # set before the worker starts: its malloc variables and preload apply from its first allocation
         env = allocators.environment(allocator, env)
-    with open(run_dir / f"{key}.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "asrbench.worker", str(run_dir / "config.json"), way, str(journal)],
+    with open(run_dir / log_name, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "asrbench.worker", str(run_dir / "config.json"), key, str(journal), *filter(None, [share])],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         )
-    tail = JournalTail(journal)
-    judge = UntilDecided(config) if config.until_decided else None
+
+
+def run_way(config: RunConfig, entry: Entry, run_dir: Path, progress: Progress, interrupt: Interrupt) -> dict:
+    """Start the worker(s) for one run entry, watch them to the end, and say how it ended. An entry served by C
+    processes starts C workers at once, each with its share of the requests; the memory cap applies to their sum."""
+    key = entry.key  # recreate, recreate@jemalloc, restart@c2: its journal, log and results entry
+    group = entry.concurrency if entry.processes else 1
+    names = [key] if group == 1 else [f"{key}.{i}" for i in range(1, group + 1)]
+    procs = [start_worker(config, key, run_dir, run_dir / f"{name}.jsonl", f"{name}.log", entry.allocator,
+                          f"{i}/{group}" if group > 1 else None) for i, name in enumerate(names, start=1)]
+    tails = [JournalTail(run_dir / f"{name}.jsonl") for name in names]
+    judge = UntilDecided(config) if config.until_decided and group == 1 else None
     last_activity, last_rss, stopped = time.monotonic(), None, None
     while True:
-        returncode = proc.poll()
-        for event in tail.read():
-            last_activity = time.monotonic()
-            if event["event"] == "iteration":
-                progress.update(key, config.iterations, event)
-                if judge:
-                    judge.see(event)
+        returncodes = [proc.poll() for proc in procs]
+        for tail in tails:
+            for event in tail.read():
+                last_activity = time.monotonic()
+                if event["event"] == "iteration":
+                    progress.update(key, config.iterations, event)
+                    if judge:
+                        judge.see(event)
         if judge and judge.decided:
-            stop(proc, signal.SIGTERM)  # the answer is known: the iterations after the deciding look are not used
+            stop(procs[0], signal.SIGTERM)  # the answer is known: the iterations after the deciding look are not used
             break
-        if returncode is not None:
+        if all(code is not None for code in returncodes):
             break
+        if any(code not in (None, 0) for code in returncodes) and group > 1:
+            break  # one process of the group died: the others are stopped below, their iterations kept
         if interrupt.signum:
-            stop(proc, signal.SIGTERM)
             stopped = ("interrupted", f"interrupted by {signal_name(interrupt.signum)}")
             break
         if time.monotonic() - last_activity > config.timeout_s:
-            stop(proc)
             stopped = ("timed_out", f"no progress for {config.timeout_s:g} s (--timeout)")
             break
         try:
-            last_rss = memory.read_status(proc.pid)["rss_mb"]
+            last_rss = sum(memory.read_status(proc.pid)["rss_mb"] for proc in procs if proc.poll() is None)
         except (OSError, KeyError):
             pass
         if config.max_rss_mb and last_rss and last_rss > config.max_rss_mb:
-            stop(proc)
             cap = (f"--max-rss-mb {config.max_rss_mb:g}" if config.max_rss_mb_why in ("", "--max-rss-mb") else
                    f"the cap of {config.max_rss_mb:g} MB ({config.max_rss_mb_why}; --max-rss-mb sets it)")
-            stopped = ("stopped", f"RSS {last_rss:.0f} MB above {cap}")
+            stopped = ("stopped", f"RSS {last_rss:.0f} MB{' (all processes)' if group > 1 else ''} above {cap}")
             break
         time.sleep(POLL_S)
-    tail.read()
+    for proc in procs:
+        if proc.poll() is None:
+            stop(proc, signal.SIGTERM if stopped and stopped[0] == "interrupted" else signal.SIGKILL)
+    for tail in tails:
+        tail.read()
     if judge and judge.decided:
-        result = judge.outcome(proc.returncode, tail.events, last_rss, run_dir / f"{key}.log")
-    else:
-        result = outcome(proc.returncode, tail.events, stopped, last_rss, config.iterations, run_dir / f"{key}.log")
-        if judge:
-            result["until_decided"] = judge.describe()
-            if result["status"] == "completed":
-                result["message"] += "; still undecided at the last look"
-    if allocator:
-        result.update(way=way, allocator=allocator)
+        return judge.outcome(procs[0].returncode, tails[0].events, last_rss, run_dir / f"{key}.log")
+    results_ = [outcome(proc.returncode, tail.events, stopped, last_rss,
+                        len(shard_of(config, i, group)) if group > 1 else config.iterations, run_dir / f"{name}.log")
+                for i, (proc, tail, name) in enumerate(zip(procs, tails, names), start=1)]
+    result = results_[0] if group == 1 else group_outcome(results_, names)
+    if judge:
+        result["until_decided"] = judge.describe()
+        if result["status"] == "completed":
+            result["message"] += "; still undecided at the last look"
+    if entry.allocator or entry.concurrency > 1:
+        result.update(way=entry.way, allocator=entry.allocator, concurrency=entry.concurrency,
+                      served_by="processes" if entry.processes else "threads")
     return result
+
+
+def shard_of(config: RunConfig, index: int, count: int) -> list:
+    return scheduling.shard(inputs.schedule(len(config.input_list()), config.iterations, config.input_order,
+                                            config.input_seed), index, count)
+
+
+def group_outcome(parts: list[dict], names: list[str]) -> dict:
+    """How C worker processes serving one load ended together: completed when every one did, else as the first that
+    did not, named."""
+    done = sum(p["iterations_completed"] for p in parts)
+    failed = next(((name, p) for name, p in zip(names, parts) if p["status"] != "completed"), None)
+    result = {"exit_code": next((p["exit_code"] for p in parts if p["exit_code"] not in (0, None)), parts[0]["exit_code"]),
+              "iterations_completed": done, "last_rss_mb": parts[0].get("last_rss_mb"), "log": parts[0]["log"],
+              "worker": parts[0].get("worker"), "processes": parts}
+    if failed:
+        name, part = failed
+        result.update({k: v for k, v in part.items() if k not in ("iterations_completed", "processes")},
+                      message=f"{name}: {part['message']} ({done} iterations completed by all {len(parts)} processes)")
+    else:
+        result.update(status="completed", message=f"completed {done} iterations in {len(parts)} processes")
+    return result
+
+
+def run_reference(config: RunConfig, run_dir: Path, quiet: bool) -> dict:
+    """Each input transcribed once by a single instance in a worker of its own: what every request must give."""
+    journal = run_dir / "reference.jsonl"
+    proc = start_worker(config, "reference", run_dir, journal, "reference.log", None)
+    try:
+        proc.wait(timeout=config.timeout_s * (1 + len(config.input_list())))
+    except subprocess.TimeoutExpired:
+        stop(proc)
+    events = results.read_events(journal)
+    transcripts = {e["audio"]: e["raw_transcript"] for e in events if e["event"] == "reference" and e.get("ended")}
+    missing = [i["audio"] for i in config.input_list() if i["audio"] not in transcripts]
+    status = "completed" if proc.returncode == 0 and not missing else "failed"
+    found = {"status": status, "exit_code": proc.returncode, "log": "reference.log", "transcripts": transcripts,
+             "how": "one instance alone in a worker process of its own, each input once (restart between inputs)"}
+    if status != "completed":
+        found["message"] = (f"the single-instance reference did not finish (exit code {proc.returncode}; "
+                            f"{len(missing)} of {len(config.input_list())} inputs missing): see reference.log")
+        found["log_tail"] = _tail(run_dir / "reference.log")
+    if not quiet:
+        print(f"reference: {len(transcripts)} of {len(config.input_list())} inputs transcribed by one instance alone"
+              + ("" if status == "completed" else f" ({found['message']})"), file=sys.stderr, flush=True)
+    return found
 
 
 def outcome(returncode: int, events: list[dict], stopped, last_rss, total: int, log: Path) -> dict:
@@ -267,11 +329,6 @@ def save(document: dict, run_dir: Path, output: Path) -> Path:
     return path
 
 
-def runs(config: RunConfig) -> list[tuple[str, str | None]]:
-    """Each way once, or with --allocators each way once under each setting (setting by setting)."""
-    return [(way, setting) for setting in config.allocators or [None] for way in config.ways]
-
-
 def compare_ways(config: RunConfig, output: Path, quiet: bool = False, plot: bool = True) -> tuple[dict, int]:
     """Run every way in its own worker, write results as each way ends, and return them with the exit code."""
     run_dir = new_run_dir(output, config.engine)
@@ -282,14 +339,23 @@ def compare_ways(config: RunConfig, output: Path, quiet: bool = False, plot: boo
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     progress = Progress(quiet)
     try:
-        for way, allocator in runs(config):
-            key = allocators.run_key(way, allocator)
+        if consistency.needs_reference(config):
+            document["reference_transcripts"] = run_reference(config, run_dir, quiet)
+        for entry in scheduling.entries(config):
+            key = entry.key
             if interrupt.signum:
                 document["ways"][key] = {"status": "not_run", "message": "not run (interrupted before it started)"}
                 continue
-            ended = run_way(config, way, run_dir, progress, interrupt, allocator)
+            ended = run_way(config, entry, run_dir, progress, interrupt)
             document["ways"][key] = ended
-            records = results.read_journal(run_dir / f"{key}.jsonl")["iterations"]
+            if entry.processes:
+                records = scheduling.merge_processes(
+                    [results.read_journal(run_dir / f"{key}.{i}.jsonl")["iterations"] for i in range(1, entry.concurrency + 1)])
+            else:
+                journal = results.read_journal(run_dir / f"{key}.jsonl")
+                records = journal["iterations"]
+                if (journal["end"] or {}).get("served"):
+                    ended["served"] = journal["end"]["served"]  # the pool's and threads' own figures
             document["iterations"][key] = records[:ended["iterations_completed"]] if ended["status"] == "decided" else records
             if config.trace_native:
                 ended["native_trace"] = native_trace.analyse(config, run_dir, key)
@@ -305,5 +371,6 @@ def compare_ways(config: RunConfig, output: Path, quiet: bool = False, plot: boo
     if plot and any(document["iterations"].values()):
         document["plot"] = report.plot(document, run_dir / "memory.png").name
     save(document, run_dir, output)
-    code = interrupt.exit_code if interrupt.signum else (0 if document["status"] == "completed" else 1)
+    wrong = any((s.get("single_instance") or {}).get("differing") for s in document["summary"].values())
+    code = interrupt.exit_code if interrupt.signum else (0 if document["status"] == "completed" and not wrong else 1)
     return document, code

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from asrbench import results
+from asrbench import consistency, results
 from asrbench.engines.chatllm import DECODING_OPTIONS, ENGINE_DEFAULT_DECODING, decoding_settings
 from asrbench.report import decoding_label, table
 from conftest import CHATLLM_DIR, synthetic
@@ -76,7 +76,7 @@ def chatllm_run(transcripts: dict, decoding: str = "greedy") -> dict:
 
 
 def test_drift_counts_transcripts_that_differ_from_the_first_of_each_way():
-    drift = results.transcript_drift(chatllm_run({"recreate": ["a", "a", "a"], "restart": ["a", "a", "b", "b"]})["iterations"])
+    drift = consistency.transcript_drift(chatllm_run({"recreate": ["a", "a", "a"], "restart": ["a", "a", "b", "b"]})["iterations"])
     assert drift["recreate"] == {"transcripts": 3, "distinct": 1, "differ_from_first": 0, "first_differing_iteration": None,
                                  "differ_from_first_of": {"restart": 0}}
     assert drift["restart"] == {"transcripts": 4, "distinct": 2, "differ_from_first": 2, "first_differing_iteration": 3,

@@ -6,10 +6,14 @@
 #                                           is checked against the value pinned below)
 #   tools/build_engine.sh build VARIANT     stock       chatllm.cpp/build -> chatllm.cpp/bindings/libchatllm.so
 #                                           fixed       a copy with patches/*.patch applied, in build/engines/fixed/
-#                                           stock-asan  stock with AddressSanitizer + LeakSanitizer, in build/engines/
-#                                           fixed-asan  fixed with AddressSanitizer + LeakSanitizer, in build/engines/
+#                                           fixed-NNNN  with the patches up to number NNNN only (fixed-0005: 0001-0005)
 #                                           fixed-NAME  with only the patches in PATCHES (to measure each patch)
+#                                           ...-asan    any of these with AddressSanitizer + LeakSanitizer
+#                                           ...-tsan    any of these with ThreadSanitizer
+#                                           (every variant but stock in build/engines/VARIANT/)
 #
+# Sanitizer variants compile libchatllm at -O1 -g with only the model files in SANITIZE_MODELS (default: Qwen3-ASR's,
+# models/qwen.cpp and models/qwen_asr.cpp; "all" for every model); see tools/sanitize.cmake.
 # Environment: BUILD_THREADS (default: cores), BUILD_TYPE (Release), CCACHE=0 (do not use ccache even where it is
 # installed). chatllm.cpp's own CMakeLists already compiles its C++ with -g, so native traces get symbols and lines.
 # Each build writes <dir>/build/asrbench-variant.json: what was built from what, read into every run's metadata.
@@ -21,6 +25,7 @@ PINNED_COMMIT=4a4310e165cad9232a347dd299593b8ebaae1ac1
 PINNED_ARCHIVE_SHA256=6c9a33b161f85c94b88919e70548e138dc5aa749c93301e3d6e20dec0a61d910
 THREADS=${BUILD_THREADS:-$(nproc 2>/dev/null || echo 2)}
 BUILD_TYPE=${BUILD_TYPE:-Release}
+SANITIZE_MODELS=${SANITIZE_MODELS:-models/qwen.cpp;models/qwen_asr.cpp}
 
 say() { echo "build_engine: $*" >&2; }
 die() { say "$*"; exit 2; }
@@ -62,14 +67,24 @@ sha256() { sha256sum "$1" | cut -d' ' -f1; }
 variant_dir() {  # where a variant's chatllm.cpp folder is
   case "$1" in
     stock) echo "$SOURCE" ;;
-    fixed|stock-asan|fixed-asan|fixed-[a-z0-9]*) echo "build/engines/$1/chatllm.cpp" ;;
-    *) die "unknown variant '$1': choose stock, fixed, stock-asan or fixed-asan" ;;
+    fixed|stock-[at]san|fixed-[a-z0-9]*) echo "build/engines/$1/chatllm.cpp" ;;
+    *) die "unknown variant '$1': choose stock, fixed, fixed-NNNN, with -asan or -tsan (e.g. fixed-tsan)" ;;
   esac
 }
 
-patch_list() {  # the patches a fixed variant carries: PATCHES (a subset, to measure each one), else all of them
-  local p
-  for p in ${PATCHES:-patches/*.patch}; do [ -f "$p" ] && echo "$p"; done
+sanitizer() {  # address, thread, or nothing, from the variant's suffix
+  case "$1" in *-asan) echo address ;; *-tsan) echo thread ;; esac
+}
+
+patch_list() {  # the patches a fixed variant carries: up to NNNN for fixed-NNNN, else PATCHES (a subset, to measure
+                # each one), else all of them
+  local p upto
+  upto=$(echo "$VARIANT" | sed -n 's/^fixed-\([0-9]\{4\}\)\(-[at]san\)\{0,1\}$/\1/p')
+  for p in ${PATCHES:-patches/*.patch}; do
+    [ -f "$p" ] || continue
+    if [ -n "$upto" ] && [ "$(basename "$p" | cut -c1-4)" \> "$upto" ]; then continue; fi
+    echo "$p"
+  done
 }
 
 prepare_copy() {  # the source with the variant's patches applied, in its own folder; the submodule is never touched
@@ -97,11 +112,16 @@ prepare_copy() {  # the source with the variant's patches applied, in its own fo
 }
 
 build() {
-  local variant=$1 dir flags=()
+  local variant=$1 dir flags=() sanitize
+  VARIANT=$variant
   have_source || fetch_source || die "no chatllm.cpp source in $SOURCE"
   dir=$(variant_dir "$variant")
   [ "$variant" = stock ] || prepare_copy "$variant" "$dir"
-  case "$variant" in *-asan) flags+=(-DCMAKE_PROJECT_INCLUDE="$PROJECT/tools/asan.cmake") ;; esac
+  sanitize=$(sanitizer "$variant")
+  if [ -n "$sanitize" ]; then
+    flags+=(-DCMAKE_PROJECT_INCLUDE="$PROJECT/tools/sanitize.cmake" -DASRBENCH_SANITIZER="$sanitize"
+            "-DASRBENCH_MODELS=$SANITIZE_MODELS")
+  fi
   if [ "${CCACHE:-1}" != 0 ] && command -v ccache >/dev/null; then
     flags+=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
     export CCACHE_BASEDIR=$PROJECT CCACHE_NOHASHDIR=1  # copies of the source in other folders share the cache
@@ -119,15 +139,19 @@ build() {
 }
 
 write_manifest() {  # what this build is, for the metadata of every run that loads it
-  local variant=$1 dir=$2 seconds=$3 patches="" patch sanitizer=null
+  local variant=$1 dir=$2 seconds=$3 patches="" patch sanitizer=null models=null
   case "$variant" in fixed*)
     for patch in $(patch_list); do
       patches+="${patches:+,}{\"name\": \"$(basename "$patch")\", \"sha256\": \"$(sha256 "$patch")\"}"
     done ;;
   esac
-  case "$variant" in *-asan) sanitizer='"address (libchatllm own code; tools/asan.cmake)"' ;; esac
+  if [ -n "$(sanitizer "$variant")" ]; then
+    sanitizer="\"$(sanitizer "$variant") (libchatllm own code at -O1 -g; tools/sanitize.cmake)\""
+    models="\"$SANITIZE_MODELS\""
+  fi
   cat > "$dir/build/asrbench-variant.json" <<JSON
 {"variant": "$variant", "source": "$(source_origin)", "build_type": "$BUILD_TYPE", "sanitizer": $sanitizer,
+ "models": $models,
  "ccache": $([ "${CCACHE:-1}" != 0 ] && command -v ccache >/dev/null && echo true || echo false),
  "build_seconds": $seconds, "library_sha256": "$(sha256 "$dir/bindings/libchatllm.so")", "patches": [$patches]}
 JSON
@@ -135,6 +159,6 @@ JSON
 
 case "${1:-}" in
   source) fetch_source ;;
-  build) [ -n "${2:-}" ] || die "which variant? stock, fixed, stock-asan or fixed-asan"; build "$2" ;;
-  *) die "usage: tools/build_engine.sh source | build stock|fixed|stock-asan|fixed-asan" ;;
+  build) [ -n "${2:-}" ] || die "which variant? stock, fixed, fixed-NNNN, with -asan or -tsan"; build "$2" ;;
+  *) die "usage: tools/build_engine.sh source | build stock|fixed|fixed-NNNN[-asan|-tsan]|stock-asan|stock-tsan" ;;
 esac

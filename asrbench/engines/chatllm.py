@@ -11,6 +11,7 @@ import struct
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -180,7 +181,7 @@ class ChatLLMEngine:
                        *DECODING_OPTIONS[decoding], *extra_args]
         self.decoding = decoding_settings(self.params, decoding, list(extra_args))
         self.safe_copies: dict[str, Path] = {}
-        self.clock = StreamClock()
+        self._copying = threading.Lock()  # requests in threads (--concurrency) share the copies
         # the engine's last log and meta lines (model banner, warnings), for a look in a debugger: bounded, because
         # every create prints some, and a list would grow by each instance's lines in the very process being measured
         self.messages: collections.deque[str] = collections.deque(maxlen=MESSAGES_KEPT)
@@ -190,13 +191,18 @@ class ChatLLMEngine:
         engine = self
 
         class Recorder(self.binding.ChatLLM):
-            """The binding's ChatLLM with its output callbacks timestamped instead of printed."""
+            """The binding's ChatLLM with its output callbacks timestamped instead of printed, each instance on a clock of
+            its own: instances in threads stream at the same time."""
+
+            def __init__(self, *args, **kwargs):
+                self.clock = StreamClock()  # before the binding starts the model, which may call back already
+                super().__init__(*args, **kwargs)
 
             def callback_print(self, s: str) -> None:
-                engine.clock.chunk(s)
+                self.clock.chunk(s)
 
             def callback_end(self) -> None:
-                engine.clock.end()
+                self.clock.end()
 
             def callback_print_meta(self, s: str) -> None:
                 engine.messages.append(s)
@@ -215,11 +221,12 @@ class ChatLLMEngine:
     def transcribe(self, llm, audio: Path) -> Transcription:
         # An ASR model takes only text input, with the audio as a {{audio:PATH}} tag, and chatllm.cpp pastes
         # PATH into an ffmpeg shell command: it only ever sees a copy whose path has no shell-special character.
-        if str(audio) not in self.safe_copies:
-            self.safe_copies[str(audio)] = safe_copy(audio)
-        self.clock.start()
+        with self._copying:
+            if str(audio) not in self.safe_copies:
+                self.safe_copies[str(audio)] = safe_copy(audio)
+        llm.clock.start()
         llm.chat("{{audio:" + str(self.safe_copies[str(audio)]) + "}}")
-        return finish(self.clock, time.perf_counter())
+        return finish(llm.clock, time.perf_counter())
 
     def restart(self, llm) -> None:
         llm.restart()

@@ -31,6 +31,8 @@ class SyntheticSettings:
     load_ms: float = 5.0
     work_ms: float = 20.0
     text: str = "零九零零零七三三三一"
+    wrong_instance: int = 0         # the instance created Nth (from 1) transcribes wrong text, as a shared state would
+                                    # make it (0: every instance right)
     seed: int = 0
 
     @classmethod
@@ -109,8 +111,10 @@ SCRATCH_PIECE = 64 * 1024  # below glibc's mmap threshold (128 KB at start), so 
 
 
 class SyntheticModel:
-    def __init__(self, model: NativeBlock):
+    def __init__(self, model: NativeBlock, number: int):
         self.model = model
+        self.number = number  # the how-manieth instance this engine created, from 1
+        self.clock = StreamClock()  # one per instance: instances in threads stream at the same time
 
 
 class SyntheticEngine:
@@ -123,7 +127,8 @@ class SyntheticEngine:
         self.leaked: list[NativeBlock] = []
         self.noise: MappedBlock | None = None
         self.pins: list[NativeBlock] = []
-        self.clock = StreamClock()
+        self.created = 0
+        self.lock = threading.Lock()  # the engine's own counters and blocks, shared by requests in threads
 
     def _leak(self, mb: float) -> None:
         if mb and not (self.settings.plateau_after and self.requests > self.settings.plateau_after):
@@ -131,34 +136,42 @@ class SyntheticEngine:
 
     def create(self) -> SyntheticModel:
         time.sleep(self.settings.load_ms / 1000)
-        self._leak(self.settings.create_leak_mb)
-        return SyntheticModel(NativeBlock(self.settings.model_mb))
+        with self.lock:
+            self._leak(self.settings.create_leak_mb)
+            self.created += 1
+            number = self.created
+        return SyntheticModel(NativeBlock(self.settings.model_mb), number)
 
     def transcribe(self, model: SyntheticModel, audio: Path) -> Transcription:
         s = self.settings
-        self.requests += 1
-        self.clock.start()
-        if self.requests == s.crash_at:
-            ctypes.string_at(0)  # a real segmentation fault, as a native engine would die
-        if self.requests == s.hang_at:
+        clock = model.clock
+        clock.start()
+        with self.lock:
+            self.requests += 1
+            request = self.requests
+            if request == s.crash_at:
+                ctypes.string_at(0)  # a real segmentation fault, as a native engine would die
+            if self.noise:
+                self.noise.free()
+            self.noise = MappedBlock(self.random.uniform(0, s.noise_mb)) if s.noise_mb else None
+            self._leak(s.request_leak_mb)
+        if request == s.hang_at:
             while True:
                 time.sleep(3600)
-        if self.noise:
-            self.noise.free()
-        self.noise = MappedBlock(self.random.uniform(0, s.noise_mb)) if s.noise_mb else None
-        self._leak(s.request_leak_mb)
         spike = MappedBlock(s.spike_mb) if s.spike_mb else None
         if s.scratch_mb:
-            self._scratch(s.scratch_mb)
-        pieces = [s.text[i:i + 2] for i in range(0, len(s.text), 2)] or [""]
+            with self.lock:
+                self._scratch(s.scratch_mb)
+        text = s.text[::-1] if model.number == s.wrong_instance else s.text
+        pieces = [text[i:i + 2] for i in range(0, len(text), 2)] or [""]
         for piece in pieces:
-            time.sleep(s.work_ms / 1000 / len(pieces))
-            self.clock.chunk(piece)
+            time.sleep(s.work_ms / 1000 / len(pieces))  # sleeps without the GIL, as a native engine computes
+            clock.chunk(piece)
         if spike:
             spike.free()
-        if self.requests != s.no_end_at:
-            self.clock.end()
-        return finish(self.clock, time.perf_counter())
+        if request != s.no_end_at:
+            clock.end()
+        return finish(clock, time.perf_counter())
 
     def _scratch(self, mb: float) -> None:
         """Work memory freed within the request that glibc keeps: SCRATCH_THREADS threads, all alive at once (so each
@@ -187,7 +200,8 @@ class SyntheticEngine:
             thread.join()
 
     def restart(self, model: SyntheticModel) -> None:
-        self._leak(self.settings.restart_leak_mb)
+        with self.lock:
+            self._leak(self.settings.restart_leak_mb)
 
     def destroy(self, model: SyntheticModel) -> int:
         model.model.free()

@@ -51,19 +51,19 @@ class FasterWhisperEngine:
         self.WhisperModel = WhisperModel
         self.threads = threads
         self.model_dir = model_dir()
-        self.clock = StreamClock()
 
     def create(self):
         return self.WhisperModel(str(self.model_dir), device="cpu", compute_type=COMPUTE_TYPE,
                                  cpu_threads=self.threads, local_files_only=True)
 
     def transcribe(self, model, audio: Path) -> Transcription:
-        self.clock.start()
+        clock = StreamClock()  # one per request: requests in threads run at the same time
+        clock.start()
         segments, _info = model.transcribe(str(audio), **DECODING)
         for segment in segments:  # a generator: each segment arrives when it is decoded
-            self.clock.chunk(segment.text)
-        self.clock.end()
-        result = finish(self.clock, time.perf_counter())
+            clock.chunk(segment.text)
+        clock.end()
+        result = finish(clock, time.perf_counter())
         result.text = result.text.strip()
         return result
 
