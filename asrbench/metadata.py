@@ -72,6 +72,8 @@ def collect_metadata(config: RunConfig) -> dict:
         "os": platform.platform(),
         "allocator": memory.allocator(),
         "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
+        # ggml's CPU threads are OpenMP's: how they wait decides what processes sharing the cores get (README: serving)
+        "openmp": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_"))},
         "audio": file_facts(config.audio),
     }
     if config.engine == "chatllm":

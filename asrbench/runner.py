@@ -176,8 +176,10 @@ def run_way(config: RunConfig, entry: Entry, run_dir: Path, progress: Progress, 
             break
         if all(code is not None for code in returncodes):
             break
-        if any(code not in (None, 0) for code in returncodes) and group > 1:
-            break  # one process of the group died: the others are stopped below, their iterations kept
+        if group > 1 and any(code not in (None, 0) and not any(e["event"] == "done" for e in tail.events)
+                             for code, tail in zip(returncodes, tails)):
+            break  # one process of the group died before its last request: the others are stopped below, their
+                   # iterations kept (one that died at exit, after its work, is left to the others)
         if interrupt.signum:
             stopped = ("interrupted", f"interrupted by {signal_name(interrupt.signum)}")
             break
@@ -194,6 +196,7 @@ def run_way(config: RunConfig, entry: Entry, run_dir: Path, progress: Progress, 
             stopped = ("stopped", f"RSS {last_rss:.0f} MB{' (all processes)' if group > 1 else ''} above {cap}")
             break
         time.sleep(POLL_S)
+    cut_short = [proc.poll() is None for proc in procs]  # still running: stopped here, because of another process
     for proc in procs:
         if proc.poll() is None:
             stop(proc, signal.SIGTERM if stopped and stopped[0] == "interrupted" else signal.SIGKILL)
@@ -204,6 +207,12 @@ def run_way(config: RunConfig, entry: Entry, run_dir: Path, progress: Progress, 
     results_ = [outcome(proc.returncode, tail.events, stopped, last_rss,
                         len(shard_of(config, i, group)) if group > 1 else config.iterations, run_dir / f"{name}.log")
                 for i, (proc, tail, name) in enumerate(zip(procs, tails, names), start=1)]
+    if group > 1 and not stopped:
+        ended = next((name for name, short in zip(names, cut_short) if not short), names[0])
+        for part, short in zip(results_, cut_short):
+            if short:  # not its own failure: it was stopped because another process of the group died
+                part.update(status="stopped", message=f"stopped when {ended} ended")
+                part.pop("signal", None)
     result = results_[0] if group == 1 else group_outcome(results_, names)
     if judge:
         result["until_decided"] = judge.describe()
@@ -224,7 +233,8 @@ def group_outcome(parts: list[dict], names: list[str]) -> dict:
     """How C worker processes serving one load ended together: completed when every one did, else as the first that
     did not, named."""
     done = sum(p["iterations_completed"] for p in parts)
-    failed = next(((name, p) for name, p in zip(names, parts) if p["status"] != "completed"), None)
+    failed = (next(((name, p) for name, p in zip(names, parts) if p["status"] not in ("completed", "stopped")), None)
+              or next(((name, p) for name, p in zip(names, parts) if p["status"] != "completed"), None))
     result = {"exit_code": next((p["exit_code"] for p in parts if p["exit_code"] not in (0, None)), parts[0]["exit_code"]),
               "iterations_completed": done, "last_rss_mb": parts[0].get("last_rss_mb"), "log": parts[0]["log"],
               "worker": parts[0].get("worker"), "processes": parts}
@@ -234,6 +244,9 @@ def group_outcome(parts: list[dict], names: list[str]) -> dict:
                       message=f"{name}: {part['message']} ({done} iterations completed by all {len(parts)} processes)")
     else:
         result.update(status="completed", message=f"completed {done} iterations in {len(parts)} processes")
+        crashes = [f"{name}: {p['exit_crash']}" for name, p in zip(names, parts) if p.get("exit_crash")]
+        if crashes:
+            result.update(exit_crash=", ".join(crashes), message=result["message"] + f"; then died at exit ({', '.join(crashes)})")
     return result
 
 

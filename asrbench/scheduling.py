@@ -7,7 +7,7 @@ Worker side: `serve`, which runs a pool and threads in one process. chatllm.cpp'
 released, so C threads really compute at once.
 """
 
-import queue
+import collections
 import threading
 import time
 from dataclasses import dataclass
@@ -85,7 +85,9 @@ class Served:
 
     restart: the pool is created before the first request, as a service creates its pool at start; a request takes
     the instance free longest (with one thread: each instance in turn), waits while none is free, and gives it back
-    after restart(). The other ways: each request creates, uses and destroys its own instance.
+    after restart(). Requests get instances in the order they were issued, so a thread that gives one back cannot take
+    it again ahead of a request already waiting. The other ways: each request creates, uses and destroys its own
+    instance.
     """
 
     def __init__(self, config, engine, way: str, journal: Journal, sources: list[dict], requests: list[tuple[int, int]],
@@ -95,7 +97,9 @@ class Served:
         self.peak, self.trim_after_release = peak, trim_after_release
         self.concurrency, self.instances = concurrency, instances
         self.release = RELEASE[way]
-        self.pool: queue.Queue = queue.Queue()
+        self.idle: collections.deque = collections.deque()  # (instance, handle), free longest first
+        self.free = threading.Condition()  # an instance was given back, or a request's turn came
+        self.turn = 0  # the ticket of the request whose turn it is to take an instance
         self.loads: dict[int, dict] = {}  # instance -> what creating it cost, put into the first request it serves
         self.lock = threading.Lock()
         self.next_request, self.finished, self.in_flight = 0, 0, 0
@@ -110,7 +114,7 @@ class Served:
             handle = load_instance(self.engine, self.peak, record, lambda point: memory.sample(with_uss=True))
             self.loads[number] = record
             self.journal.write("instance", **record)
-            self.pool.put((number, handle))
+            self.idle.append((number, handle))
 
     def run(self) -> dict:
         if self.way in POOLED:
@@ -127,18 +131,37 @@ class Served:
             raise self.failure
         served = {"requests": self.finished, "concurrency": self.concurrency, "instances": self.instances,
                   "wall_s": time.monotonic() - started, "peak_rss_mb": self.peak.read(), "peak_method": self.peak.method}
-        while not self.pool.empty():  # the pool lives until the worker exits, as a service's would
-            self.pool.get()
+        self.idle.clear()  # the pool lives until the worker exits, as a service's would
         return served
 
-    def _take(self) -> tuple[int, int, int] | None:
+    def _acquire(self, ticket: int) -> tuple[int, object]:
+        """The instance free longest, once every request issued before this one has had its own."""
+        with self.free:
+            while not self.failure and (self.turn != ticket or not self.idle):
+                self.free.wait()
+            if self.failure:
+                raise RuntimeError("another request failed") from None
+            self.turn += 1
+            taken = self.idle.popleft()
+            self.free.notify_all()
+            return taken
+
+    def _give_back(self, number: int, handle) -> None:
+        with self.free:
+            self.idle.append((number, handle))
+            self.free.notify_all()
+
+    def _take(self) -> tuple[int, int, int, int, float] | None:
+        """The next request of the plan: its number, input, requests in flight with it, its ticket (its place in the
+        order requests get instances) and when it was issued."""
         with self.lock:
             if self.failure or self.next_request >= len(self.requests):
                 return None
             request, source = self.requests[self.next_request]
+            ticket = self.next_request
             self.next_request += 1
             self.in_flight += 1
-            return request, source, self.in_flight
+            return request, source, self.in_flight, ticket, time.monotonic()
 
     def _serve(self, thread: int) -> None:
         try:
@@ -147,13 +170,14 @@ class Served:
         except BaseException as e:  # the first failure stops every thread; the worker reports it
             with self.lock:
                 self.failure = self.failure or e
+            with self.free:
+                self.free.notify_all()  # no request waits for an instance any more
 
-    def _request(self, thread: int, request: int, source: int, in_flight: int) -> None:
-        issued = time.monotonic()
+    def _request(self, thread: int, request: int, source: int, in_flight: int, ticket: int, issued: float) -> None:
         step = Iteration(self.config, self.engine, self.way, None, self.sources[source], self.step_peak,
                          self.trim_after_release, request=request)
         if self.way in POOLED:
-            number, handle = self.pool.get()  # waits while every instance serves another request
+            number, handle = self._acquire(ticket)  # waits while every instance serves another request
             step.record.update(self.loads.pop(number, {"instance": number}))
         else:
             with self.lock:
@@ -170,7 +194,7 @@ class Served:
         del handle
         if self.way in POOLED:
             step.release(held[0], self.release)
-            self.pool.put((number, held[0]))
+            self._give_back(number, held[0])
         else:
             step.release(held.pop(), self.release)  # its last reference: a dropped instance is freed before the sample
         with self.lock:

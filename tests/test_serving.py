@@ -163,3 +163,38 @@ def test_bad_serving_options_get_one_line_and_exit_2(tmp_path, args, message):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_a_group_of_processes_is_reported_by_the_one_that_failed_on_its_own():
+    from asrbench.runner import group_outcome
+
+    done = {"status": "completed", "exit_code": -6, "iterations_completed": 15, "log": "a.log", "exit_crash": "SIGABRT",
+            "message": "completed 15 iterations; the worker then died at exit (SIGABRT)"}
+    crashed = {"status": "crashed", "exit_code": -11, "iterations_completed": 3, "log": "b.log",
+               "message": "crashed at iteration 4 (SIGSEGV)"}
+    stopped = {"status": "stopped", "exit_code": -9, "iterations_completed": 2, "log": "c.log",
+               "message": "stopped when restart@p2.2 ended"}
+    names = ["restart@p2.1", "restart@p2.2"]
+    both = group_outcome([dict(done), dict(done)], names)
+    assert both["status"] == "completed" and both["iterations_completed"] == 30
+    assert both["message"] == ("completed 30 iterations in 2 processes; then died at exit (restart@p2.1: SIGABRT, "
+                               "restart@p2.2: SIGABRT)")
+    one = group_outcome([dict(stopped), dict(crashed)], names)
+    assert one["status"] == "crashed" and one["iterations_completed"] == 5
+    assert one["message"].startswith("restart@p2.2: crashed at iteration 4 (SIGSEGV)")
+
+
+def test_a_failing_request_stops_the_threads_waiting_for_an_instance(tmp_path):
+    proc = synthetic(tmp_path, "--ways", "restart", "--instances", "1", "--concurrency", "3", iterations=9,
+                     settings="no_end_at=4,work_ms=20", timeout=60)
+    doc = results_of(tmp_path)
+    assert doc["ways"]["restart@c3"]["status"] == "error", doc["ways"]["restart@c3"]
+    assert "without its end callback" in doc["ways"]["restart@c3"]["message"]
+    assert proc.returncode == 1
+
+
+def test_requests_get_a_shared_instance_in_the_order_they_were_issued(tmp_path):
+    _, records = run_worker(tmp_path, "restart@c2", iterations=8, instances=1)
+    starts = sorted(records, key=lambda r: r["issued_at"] + r["wait_s"])  # when each got the instance
+    assert [r["request"] for r in starts] == list(range(1, 9))
+    assert max(r["wait_s"] for r in records) < 3 * max(r["request_s"] for r in records)  # nobody starved
