@@ -129,8 +129,11 @@ class Served:
             thread.join()
         if self.failure:
             raise self.failure
+        # one request at a time, each request's own peak was read (and the meter reset for it): their maximum is the
+        # stretch's, which the parent takes from the records
         served = {"requests": self.finished, "concurrency": self.concurrency, "instances": self.instances,
-                  "wall_s": time.monotonic() - started, "peak_rss_mb": self.peak.read(), "peak_method": self.peak.method}
+                  "wall_s": time.monotonic() - started, "peak_method": self.peak.method,
+                  "peak_rss_mb": self.peak.read() if self.concurrency > 1 else None}
         self.idle.clear()  # the pool lives until the worker exits, as a service's would
         return served
 

@@ -47,7 +47,7 @@ def run(config: RunConfig, way: str, journal: Journal, share: tuple[int, int] | 
     plan = inputs.schedule(len(sources), config.iterations, config.input_order, config.input_seed)
     requests = shard(plan, *share) if share else [(n + 1, source) for n, source in enumerate(plan)]
     instances = instances_of(config, entry)
-    if entry.concurrency > 1 and not entry.processes or instances > 1:
+    if (entry.concurrency > 1 and not entry.processes) or instances > 1:  # a pool, or threads: asrbench.scheduling
         served = Served(config, engine, way, journal, sources, requests, peak, trim_after_release,
                         1 if entry.processes else entry.concurrency, instances).run()
         journal.write("done", iterations=served["requests"], served=served)

@@ -139,12 +139,27 @@ def test_two_instances_in_two_threads_race_on_nothing_in_the_fixed_library():
     assert "destroy 1 returned 0" in proc.stdout and "destroy 2 returned 0" in proc.stdout
 
 
+SHARED = ("chatllm::qwen::v3_asr::_chat_encoder", "thought_interceptor", "chat_objects", "chatllm::BlockParams",
+          "chatllm::dbg_ctx")  # the process-wide state patches 0006-0013 make per instance, or lock
+
+
 def test_without_the_instance_patches_two_threads_write_one_tokenizer():
-    proc = run_script(f"{BEFORE_INSTANCES}-tsan", INSTANCES, "threads", 3, options=TSAN)
-    races = races_in_libchatllm(proc.stdout + proc.stderr)
-    assert races, (proc.stdout + proc.stderr)[-4000:]
-    summaries = [line for race in races for line in race.splitlines() if line.startswith("SUMMARY")]
-    # the shared history encoder, pointed at each new tokenizer (patches 0006, 0007) ...
-    assert any("BaseHistoryEncoder::set_tokenizer" in line for line in summaries), "\n".join(summaries)
-    # ... and the shared thought interceptor, chained to each new streamer (patch 0008)
-    assert any("ChunkInterceptor::intercept" in line or "BaseStreamer::" in line for line in summaries), "\n".join(summaries)
+    """ThreadSanitizer reports two accesses only when no synchronisation orders them, and Python's GIL, taken by every
+    callback, orders many, so what a run reports varies: in 12 runs here every one reported races at the globals the
+    patches fix, and 9 of 12 also the shared encoder's and the shared interceptor's. Each run must show the first; up to
+    five runs, the encoder and the interceptor."""
+    summaries = []
+    for _ in range(5):
+        proc = run_script(f"{BEFORE_INSTANCES}-tsan", INSTANCES, "threads", 3, options=TSAN)
+        races = races_in_libchatllm(proc.stdout + proc.stderr)
+        at_shared = [race for race in races if any(f"Location is global '{name}" in race for name in SHARED)]
+        assert at_shared, (proc.stdout + proc.stderr)[-4000:]
+        summaries += [line for race in races for line in race.splitlines() if line.startswith("SUMMARY")]
+        # the shared history encoder, pointed at each new tokenizer (patches 0006, 0007), and the shared thought
+        # interceptor, chained to each new streamer (patch 0008)
+        encoder = any("BaseHistoryEncoder::set_tokenizer" in line for line in summaries)
+        interceptor = any("ChunkInterceptor::intercept" in line or "BaseStreamer::" in line for line in summaries)
+        if encoder and interceptor:
+            break
+    assert encoder, "\n".join(summaries)
+    assert interceptor, "\n".join(summaries)
