@@ -187,7 +187,9 @@ def run_way(config: RunConfig, entry: Entry, run_dir: Path, progress: Progress, 
             stopped = ("timed_out", f"no progress for {config.timeout_s:g} s (--timeout)")
             break
         try:
-            last_rss = sum(memory.read_status(proc.pid)["rss_mb"] for proc in procs if proc.poll() is None)
+            readings = [memory.read_status(proc.pid)["rss_mb"] for proc in procs if proc.poll() is None]
+            if readings:  # a worker that has just died keeps its last reading: the out-of-memory hint needs it
+                last_rss = sum(readings)
         except (OSError, KeyError):
             pass
         if config.max_rss_mb and last_rss and last_rss > config.max_rss_mb:

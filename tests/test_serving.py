@@ -158,11 +158,13 @@ def test_sampled_decoding_is_not_checked_against_one_instance():
     (["--concurrency", "2", "--trace-native"], "--trace-native attributes memory to one request at a time"),
     (["--concurrency", "2", "--until-decided", "--iterations", "30"], "--until-decided stops one worker"),
 ])
-def test_bad_serving_options_get_one_line_and_exit_2(tmp_path, args, message):
-    proc = synthetic(tmp_path, *args)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], proc.stderr
+def test_bad_serving_options_get_one_line_and_exit_2(tmp_path, capsys, args, message):
+    from asrbench.cli import main_comparison  # in this process: each is refused before any worker starts
+
+    code = main_comparison(["--engine", "synthetic", "--iterations", "5", "--output", str(tmp_path), "--quiet", *args])
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
 
 
 def test_a_group_of_processes_is_reported_by_the_one_that_failed_on_its_own():
