@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export BUILD_THREADS CHATLLM_SOURCE_ARCHIVE
 
 .PHONY: setup system-packages python-packages engine-source engines engine engine-fixed engine-asan engine-tsan \
-        engine-stock-tsan models tiny-model seeded-model samples test bench side-by-side docker-test
+        engine-stock-tsan models tiny-model seeded-model matrix-models samples test bench side-by-side docker-test
 
 setup: system-packages python-packages engine-source
 	@if [ -f chatllm.cpp/CMakeLists.txt ]; then \
@@ -21,7 +21,7 @@ setup: system-packages python-packages engine-source
 system-packages:
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		ffmpeg espeak-ng cmake g++ make git patch ccache libjemalloc2 libtcmalloc-minimal4 >/dev/null
+		ffmpeg espeak-ng imagemagick cmake g++ make git patch ccache libjemalloc2 libtcmalloc-minimal4 >/dev/null
 
 python-packages:
 	$(PYTHON) -m pip install -q -r requirements-dev.txt -r requirements-whisper.txt -r requirements-fixture.txt \
@@ -35,7 +35,7 @@ engines: engine engine-fixed engine-asan engine-tsan
 
 # The series before the patches that give every instance its own history encoder (patches/README.md): the sanitizer
 # tests of several instances in one process must catch the faults on it
-BEFORE_INSTANCES ?= 0005
+BEFORE_INSTANCES ?= 0008
 
 # libchatllm as users build it, from the pinned source: chatllm.cpp/bindings/libchatllm.so
 engine:
@@ -46,11 +46,13 @@ engine:
 engine-fixed:
 	tools/build_engine.sh build fixed
 
-# With AddressSanitizer and LeakSanitizer, for tests/test_sanitizer.py: stock, fixed, and fixed up to the patch before
-# the instance patches, in build/engines/*-asan/ (-O1 -g, Qwen3-ASR's model files only: tools/sanitize.cmake)
+# With AddressSanitizer and LeakSanitizer, for tests/test_sanitizer.py and tests/test_matrix.py: stock and fixed with
+# the model matrix's files, and fixed up to the patch before the instance patches with Qwen3-ASR's, in
+# build/engines/*-asan/ (-O1 -g: tools/sanitize.cmake)
+MATRIX_MODEL_FILES ?= models/qwen.cpp;models/qwen_asr.cpp;models/qwen3_5.cpp;models/gemma4.cpp;models/gemma.cpp;models/bce.cpp
 engine-asan:
-	tools/build_engine.sh build stock-asan
-	tools/build_engine.sh build fixed-asan
+	SANITIZE_MODELS="$(MATRIX_MODEL_FILES)" tools/build_engine.sh build stock-asan
+	SANITIZE_MODELS="$(MATRIX_MODEL_FILES)" tools/build_engine.sh build fixed-asan
 	tools/build_engine.sh build fixed-$(BEFORE_INSTANCES)-asan
 
 # With ThreadSanitizer, for tests/test_sanitizer.py: fixed, and fixed up to the patch before the instance patches
@@ -62,7 +64,12 @@ engine-tsan:
 engine-stock-tsan:
 	tools/build_engine.sh build stock-tsan
 
-models: tiny-model seeded-model
+models: tiny-model seeded-model matrix-models
+
+# One tiny seeded model per way chatllm.cpp's models own their position helpers (Qwen3, Qwen3-VL, Gemma 4, Qwen3.5):
+# models/matrix/*.bin and rows.json, for tests/test_matrix.py and benchmarks/matrix.py
+matrix-models:
+	$(PYTHON) tools/make_matrix.py
 
 # Qwen3-ASR at toy size (0.5 MB): models/tiny-qwen3-asr.bin for chatllm.cpp and, from the same checkpoint with the
 # same weights, models/tiny-qwen3-asr.gguf for CrispASR

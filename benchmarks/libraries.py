@@ -26,8 +26,8 @@ MODELS = {"tiny": PROJECT / "models" / "tiny-qwen3-asr.bin",
           "0.6b": PROJECT / "models" / "seeded-qwen3-asr-0.6b-q4_0.bin"}
 WAYS = "recreate,restart,recreate-drop"
 # cumulative patch sets, built with PATCHES=... tools/build_engine.sh build fixed-NAME (see FINDINGS.md)
-PATCH_STEPS = [("fixed-p1", "0001 (+ binding 0005)"), ("fixed-p12", "+ 0002"), ("fixed-p123", "+ 0003"),
-               ("fixed", "+ 0004: all")]
+PATCH_STEPS = [("fixed-p1", "0001-0002 (+ binding 0006)"), ("fixed-p12", "+ 0003"), ("fixed-p123", "+ 0004"),
+               ("fixed", "+ 0005 and the rest: all")]
 
 
 def run(model: Path, library: str, ways: str, iterations: int, threads: int, out: Path) -> dict:

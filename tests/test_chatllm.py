@@ -148,7 +148,7 @@ def _in_fresh_process(code: str, *args) -> str:
 
 
 def test_fixed_library_releases_the_model_file_with_the_model(tiny_model, fixed_dir):
-    """Patch 0004: ModelLoader's file is closed when the model is destroyed (the stock loader leaks one descriptor
+    """Patch 0005: ModelLoader's file is closed when the model is destroyed (the stock loader leaks one descriptor
     per model, since ~SimpleFile never runs through DataReader's non-virtual destructor)."""
     out = _in_fresh_process("""
 import os, sys
@@ -168,7 +168,7 @@ print(counts)
 
 
 def test_patched_binding_never_gives_two_live_objects_one_id(tiny_model, fixed_dir):
-    """Patch 0005: ids come from a counter; with len(_obj2id) + 1, destroying B of A, B, C would give the next object
+    """Patch 0006: ids come from a counter; with len(_obj2id) + 1, destroying B of A, B, C would give the next object
     C's id, and C's callbacks would go to the newcomer."""
     out = _in_fresh_process("""
 import sys

@@ -25,7 +25,7 @@ VARIANTS = PROJECT / "build" / "engines"
 SUPPRESSIONS = PROJECT / "tests" / "sanitizer" / "lsan.supp"
 CYCLE = PROJECT / "tests" / "sanitizer" / "cycle.py"
 INSTANCES = PROJECT / "tests" / "sanitizer" / "instances.py"
-BEFORE_INSTANCES = "fixed-0005"  # the series before the instance patches (Makefile: BEFORE_INSTANCES)
+BEFORE_INSTANCES = "fixed-0008"  # the series before the instance patches (Makefile: BEFORE_INSTANCES)
 
 
 def runtime(name: str) -> str:
@@ -74,14 +74,14 @@ def test_stock_library_fails_under_the_sanitizer():
     proc = run_cycles("stock-asan", cycles=1)
     report = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "destroy returned" not in proc.stdout
-    # ModelLoader deletes its SimpleFile through DataReader, whose destructor is not virtual (patch 0004)
+    # ModelLoader deletes its SimpleFile through DataReader, whose destructor is not virtual (patch 0005)
     assert "AddressSanitizer: new-delete-type-mismatch" in report, report[-4000:]
     assert "std::default_delete<tokenizer::DataReader>" in report and "chatllm_destroy" in report
 
     proc = run_cycles("stock-asan", cycles=1, extra=":new_delete_type_mismatch=0")
     report = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "destroy returned" not in proc.stdout
-    # CoreAttention frees its own member def_pos_helper through a unique_ptr (layers.h; patch 0001)
+    # CoreAttention frees its own member def_pos_helper through a unique_ptr (layers.h; patch 0002)
     assert "AddressSanitizer: attempting free on address which was not malloc()-ed" in report, report[-4000:]
     assert "CoreAttention::~CoreAttention" in report
 
@@ -140,7 +140,7 @@ def test_two_instances_in_two_threads_race_on_nothing_in_the_fixed_library():
 
 
 SHARED = ("chatllm::qwen::v3_asr::_chat_encoder", "thought_interceptor", "chat_objects", "chatllm::BlockParams",
-          "chatllm::dbg_ctx")  # the process-wide state patches 0006-0013 make per instance, or lock
+          "chatllm::dbg_ctx")  # the process-wide state patches 0009-0016 make per instance, or lock
 
 
 def test_without_the_instance_patches_two_threads_write_one_tokenizer():
@@ -155,8 +155,8 @@ def test_without_the_instance_patches_two_threads_write_one_tokenizer():
         at_shared = [race for race in races if any(f"Location is global '{name}" in race for name in SHARED)]
         assert at_shared, (proc.stdout + proc.stderr)[-4000:]
         summaries += [line for race in races for line in race.splitlines() if line.startswith("SUMMARY")]
-        # the shared history encoder, pointed at each new tokenizer (patches 0006, 0007), and the shared thought
-        # interceptor, chained to each new streamer (patch 0008)
+        # the shared history encoder, pointed at each new tokenizer (patches 0009, 0010), and the shared thought
+        # interceptor, chained to each new streamer (patch 0011)
         encoder = any("BaseHistoryEncoder::set_tokenizer" in line for line in summaries)
         interceptor = any("ChunkInterceptor::intercept" in line or "BaseStreamer::" in line for line in summaries)
         if encoder and interceptor:

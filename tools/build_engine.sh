@@ -13,7 +13,8 @@
 #                                           (every variant but stock in build/engines/VARIANT/)
 #
 # Sanitizer variants compile libchatllm at -O1 -g with only the model files in SANITIZE_MODELS (default: Qwen3-ASR's,
-# models/qwen.cpp and models/qwen_asr.cpp; "all" for every model); see tools/sanitize.cmake.
+# models/qwen.cpp and models/qwen_asr.cpp; the Makefile adds the model matrix's; "all" for every model); see
+# tools/sanitize.cmake.
 # Environment: BUILD_THREADS (default: cores), BUILD_TYPE (Release), CCACHE=0 (do not use ccache even where it is
 # installed). chatllm.cpp's own CMakeLists already compiles its C++ with -g, so native traces get symbols and lines.
 # Each build writes <dir>/build/asrbench-variant.json: what was built from what, read into every run's metadata.

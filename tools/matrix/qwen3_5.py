@@ -1,0 +1,355 @@
+#!/usr/bin/env python3
+"""A tiny Qwen3.5 (Qwen3_5ForConditionalGeneration: hybrid Gated DeltaNet + gated full attention, with its vision
+tower) for chatllm.cpp, from seeded random weights.
+
+The checkpoint is in Hugging Face layout: config.json with Qwen3.5's keys at toy size (2 text layers: one
+"linear_attention" (Gated DeltaNet) and one "full_attention", as Qwen3.5's pattern ends every group with a full
+attention layer; interleaved M-RoPE on a quarter of the head; a 1-block vision tower with 16-pixel patches, 2x2
+merge), preprocessor_config.json (image mean/std, which chatllm.cpp needs to build the vision tower), a byte-level
+BPE tokenizer with Qwen's special tokens (vision tokens included) and model.safetensors. It is converted with
+chatllm.cpp's own convert.py (f16, see CONVERT_ARGS); the file is about 0.5 MB.
+
+    python qwen3_5.py OUT.bin [--seed N] [--chatllm-dir DIR] [--media DIR]
+
+Text runs with or without the vision tower: chatllm.cpp's `--max_proj_length 0` (RUN_ARGS_NO_VISION) drops
+vision_config before the model is built, so the tower is skipped. write_media(folder) writes a 64x64 PNG for
+PROMPT_IMAGE (4x4 patches, 4 image tokens after the 2x2 merge). chatllm.cpp reads images through ImageMagick's
+`identify` and `convert` commands (src/vision_process.cpp: image_dimension, image_load); without them the image is
+silently dropped (the text is still answered), and with --max_proj_length 0 an image prompt throws "Vision model
+not loaded".
+
+convert.py is given "-t f16" (CONVERT_ARGS, after the usual "-t f32"): see the note at CONVERT_ARGS.
+
+Every tensor is drawn from one seeded torch.Generator in a fixed order, so two builds give the same bytes. The rows
+of lm_head that are not whole printable text (byte fragments, control bytes, special tokens) are zero: their logits
+are then 0 while text tokens' spread around it, so greedy decoding prints text and never the end token.
+"""
+
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+FAMILY = "qwen3_5"
+PATH = "E"
+ARCH = "Qwen3_5ForConditionalGeneration"
+NAME = "tiny-qwen3_5"
+# f16, not f32: the Gated DeltaNet's depthwise conv1d goes through ggml_conv_1d_dw, whose im2col is F16 and asserts
+# an F16 kernel (ggml.c ggml_conv_1d_dw; ggml-cpu/ops.cpp:6200 in the built library); chatllm.cpp types that kernel after the file (config.dtype), so an f32 file
+# aborts on the first token. Given after convert.py's "-t f32", argparse keeps this last value. The tensors are the
+# same bytes either way: at this commit convert.py stores every 2-D+ tensor as F16 even for "-t f32"
+# (tensor_type_fallback's default case, convert.py:828-829); only the file's dtype, hence the C++ tensor types, differ.
+CONVERT_ARGS: list[str] = ["-t", "f16"]
+RUN_ARGS: list[str] = []
+PROMPT = "hello"
+RUN_ARGS_NO_VISION = ["--max_proj_length", "0"]      # text only: the vision tower is not built
+MEDIA_FILE = "tiny-qwen3_5.png"
+PROMPT_IMAGE = [{"type": "image", "file": MEDIA_FILE}, {"type": "text", "text": "What is in the image?"}]
+
+TEXT = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=32, intermediate_size=128,
+            num_hidden_layers=2, max_position_embeddings=4096,
+            layer_types=["linear_attention", "full_attention"],
+            linear_conv_kernel_dim=4, linear_key_head_dim=16, linear_value_head_dim=16,
+            linear_num_key_heads=2, linear_num_value_heads=4)
+# partial_rotary_factor 0.25 of head_dim 32: 8 rotary dims = 4 frequencies, split t/h/w as [2, 1, 1] (interleaved)
+ROPE = {"rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor": 0.25,
+        "mrope_section": [2, 1, 1], "mrope_interleaved": True}
+VISION = dict(depth=1, hidden_size=32, num_heads=2, intermediate_size=64, patch_size=16, spatial_merge_size=2,
+              temporal_patch_size=2, out_hidden_size=TEXT["hidden_size"], num_position_embeddings=64, in_channels=3,
+              hidden_act="gelu_pytorch_tanh", initializer_range=0.02)
+SCALE = 0.05
+# Qwen's special tokens in Qwen's order; <|endoftext|> must come right before <|im_start|> (chatllm.cpp's Qwen
+# tokenizer takes the id before <|im_start|> as bos/eos/pad)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+                  "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+                  "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>",
+                  "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>",
+                  "<|file_sep|>", "<tool_response>", "</tool_response>", "<think>", "</think>"]
+WORDS = ["the", "and", "hello", "world", "model", "chat", "qwen", "image", "vision", "what", "token", "text",
+         "memory", "bench", "tiny", "you", "are", "user", "system", "is", "of", "to", "in", "it", "on", "that", "with"]
+
+DEFAULT_CHATLLM_DIR = Path(__file__).resolve().parents[2] / "chatllm.cpp"
+
+
+def byte_level_alphabet() -> list[str]:
+    """GPT-2's printable stand-ins for the 256 byte values, the base vocabulary of Qwen's byte-level BPE."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return [chars[b] for b in range(256)]
+
+
+def bpe_vocabulary() -> tuple[list[str], list[str]]:
+    """The byte alphabet, then the merges that build WORDS (and " "+word) left to right."""
+    alphabet = byte_level_alphabet()
+    tokens, merges, known = list(alphabet), [], set(alphabet)
+    space = alphabet[ord(" ")]
+    for word in WORDS:
+        for start in ("", space):
+            chars = [alphabet[b] for b in word.encode("utf-8")]
+            left = start + chars[0] if start else chars[0]
+            if start and left not in known:
+                known.add(left)
+                tokens.append(left)
+                merges.append(f"{start} {chars[0]}")
+            for c in chars[1:]:
+                joined = left + c
+                if joined not in known:
+                    known.add(joined)
+                    tokens.append(joined)
+                    merges.append(f"{left} {c}")
+                left = joined
+    return tokens, merges
+
+
+_BYTE_OF = {c: b for b, c in enumerate(byte_level_alphabet())}
+
+
+def is_text(token: str) -> bool:
+    try:
+        text = bytes(_BYTE_OF[c] for c in token).decode("utf-8")
+    except (KeyError, UnicodeDecodeError):
+        return False
+    return text.isprintable()
+
+
+def write_tokenizer(folder: Path) -> tuple[dict, list[int]]:
+    """tokenizer.json, tokenizer_config.json; returns {special token: id} and the ids of the whole-text tokens."""
+    tokens, merges = bpe_vocabulary()
+    vocab = {t: i for i, t in enumerate(tokens)}
+    ids = {t: len(tokens) + i for i, t in enumerate(SPECIAL_TOKENS)}
+    added = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": t.startswith("<|")} for t, i in ids.items()]
+    tokenizer = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": {"type": "NFC"},
+                 "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                     {"type": "Split", "pattern": {"Regex": "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+                      "behavior": "Isolated", "invert": False},
+                     {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
+                 "post_processor": None,
+                 "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
+                 "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+                           "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                           "vocab": vocab, "merges": merges}}
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False, indent=1), encoding="utf-8")
+    config = {"add_bos_token": False, "add_prefix_space": False,
+              "added_tokens_decoder": {str(a["id"]): {k: v for k, v in a.items() if k != "id"} for a in added},
+              "bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "errors": "replace",
+              "model_max_length": TEXT["max_position_embeddings"], "split_special_tokens": False,
+              "tokenizer_class": "Qwen2Tokenizer", "unk_token": None,
+              "image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+              "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>",
+              "chat_template": "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for c in message['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
+    return ids, [i for i, t in enumerate(tokens) if is_text(t)]
+
+
+def model_config(vocab_size: int, ids: dict, seed: int) -> dict:
+    """config.json as transformers writes Qwen3.5's, at toy size. mtp_num_hidden_layers is 0: transformers has no
+    multi-token-prediction weights, and convert.py would want mtp.* tensors for any other value."""
+    text = dict(TEXT, model_type="qwen3_5_text", vocab_size=vocab_size, hidden_act="silu", attention_bias=False,
+                attention_dropout=0.0, attn_output_gate=True, initializer_range=0.02, rms_norm_eps=1e-6,
+                rope_parameters=dict(ROPE), mtp_num_hidden_layers=0, mtp_use_dedicated_embeddings=False,
+                tie_word_embeddings=False, use_cache=True, dtype="float32",
+                bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=None)
+    vision = dict(VISION, model_type="qwen3_5_vision")
+    return {"architectures": [ARCH], "model_type": "qwen3_5", "dtype": "float32",
+            "text_config": text, "vision_config": vision, "tie_word_embeddings": False,
+            "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
+            "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
+            "asrbench_seeded": {"family": FAMILY, "seed": seed, "tool": "tools/matrix/qwen3_5.py"}}
+
+
+def preprocessor_config() -> dict:
+    return {"image_processor_type": "Qwen2VLImageProcessorFast", "processor_class": "Qwen3VLProcessor",
+            "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
+            "rescale_factor": 1 / 255, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+            "patch_size": VISION["patch_size"], "temporal_patch_size": VISION["temporal_patch_size"],
+            "merge_size": VISION["spatial_merge_size"],
+            "size": {"shortest_edge": 64 * 64, "longest_edge": 256 * 256}}
+
+
+def weights(vocab_size: int, text_ids: list[int], seed: int) -> dict:
+    """Every tensor of the checkpoint, with transformers' names, drawn in a fixed order from one generator."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+
+    def add(name, *shape, scale=SCALE):
+        state[name] = (torch.randn(*shape, generator=generator) * scale).contiguous()
+
+    def fill(name, n, value):
+        state[name] = torch.full((n,), float(value))
+
+    t = TEXT
+    h, hd, heads, kv, ff = t["hidden_size"], t["head_dim"], t["num_attention_heads"], t["num_key_value_heads"], t["intermediate_size"]
+    key_dim = t["linear_key_head_dim"] * t["linear_num_key_heads"]
+    value_dim = t["linear_value_head_dim"] * t["linear_num_value_heads"]
+    conv_dim = 2 * key_dim + value_dim
+    nv = t["linear_num_value_heads"]
+
+    lm = "model.language_model."
+    add(lm + "embed_tokens.weight", vocab_size, h)
+    for i, kind in enumerate(t["layer_types"]):
+        p = f"{lm}layers.{i}."
+        # Qwen3.5's RMSNorms scale by (1 + weight): zeros are the identity (transformers initialises them so)
+        fill(p + "input_layernorm.weight", h, 0)
+        fill(p + "post_attention_layernorm.weight", h, 0)
+        if kind == "linear_attention":
+            a = p + "linear_attn."
+            add(a + "in_proj_qkv.weight", conv_dim, h)
+            add(a + "in_proj_z.weight", value_dim, h)
+            add(a + "in_proj_b.weight", nv, h)
+            add(a + "in_proj_a.weight", nv, h)
+            add(a + "conv1d.weight", conv_dim, 1, t["linear_conv_kernel_dim"], scale=0.3)
+            fill(a + "dt_bias", nv, 1)
+            # A drawn from [1, 16) as transformers does (uniform(0, 16)), kept away from 0
+            state[a + "A_log"] = torch.log(1 + 15 * torch.rand(nv, generator=generator))
+            fill(a + "norm.weight", t["linear_value_head_dim"], 1)   # the gated norm scales by weight itself
+            add(a + "out_proj.weight", h, value_dim)
+        else:
+            a = p + "self_attn."
+            add(a + "q_proj.weight", heads * hd * 2, h)   # query and output gate, interleaved per head
+            add(a + "k_proj.weight", kv * hd, h)
+            add(a + "v_proj.weight", kv * hd, h)
+            add(a + "o_proj.weight", h, heads * hd)
+            fill(a + "q_norm.weight", hd, 0)
+            fill(a + "k_norm.weight", hd, 0)
+        add(p + "mlp.gate_proj.weight", ff, h)
+        add(p + "mlp.up_proj.weight", ff, h)
+        add(p + "mlp.down_proj.weight", h, ff)
+    fill(lm + "norm.weight", h, 0)
+    add("lm_head.weight", vocab_size, h)
+    keep = torch.zeros(vocab_size, dtype=torch.bool)
+    keep[text_ids] = True
+    state["lm_head.weight"][~keep] = 0
+
+    v = VISION
+    vh, vff, ps, merged = v["hidden_size"], v["intermediate_size"], v["patch_size"], v["hidden_size"] * v["spatial_merge_size"] ** 2
+    vis = "model.visual."
+    add(vis + "patch_embed.proj.weight", vh, v["in_channels"], v["temporal_patch_size"], ps, ps, scale=0.02)
+    add(vis + "patch_embed.proj.bias", vh)
+    add(vis + "pos_embed.weight", v["num_position_embeddings"], vh)
+    for i in range(v["depth"]):
+        p = f"{vis}blocks.{i}."
+        fill(p + "norm1.weight", vh, 1)
+        fill(p + "norm1.bias", vh, 0)
+        fill(p + "norm2.weight", vh, 1)
+        fill(p + "norm2.bias", vh, 0)
+        add(p + "attn.qkv.weight", 3 * vh, vh)
+        add(p + "attn.qkv.bias", 3 * vh)
+        add(p + "attn.proj.weight", vh, vh)
+        add(p + "attn.proj.bias", vh)
+        add(p + "mlp.linear_fc1.weight", vff, vh)
+        add(p + "mlp.linear_fc1.bias", vff)
+        add(p + "mlp.linear_fc2.weight", vh, vff)
+        add(p + "mlp.linear_fc2.bias", vh)
+    fill(vis + "merger.norm.weight", vh, 1)
+    fill(vis + "merger.norm.bias", vh, 0)
+    add(vis + "merger.linear_fc1.weight", merged, merged)
+    add(vis + "merger.linear_fc1.bias", merged)
+    add(vis + "merger.linear_fc2.weight", v["out_hidden_size"], merged)
+    add(vis + "merger.linear_fc2.bias", v["out_hidden_size"])
+    return state
+
+
+def build_checkpoint(folder: Path, seed: int = 0) -> None:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids, text_ids = write_tokenizer(folder)
+    vocab_size = max(ids.values()) + 1
+    (folder / "config.json").write_text(json.dumps(model_config(vocab_size, ids, seed), indent=1), encoding="utf-8")
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(), indent=1), encoding="utf-8")
+    (folder / "generation_config.json").write_text(json.dumps(
+        {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]],
+         "pad_token_id": ids["<|endoftext|>"], "do_sample": False}, indent=1), encoding="utf-8")
+    save_file(weights(vocab_size, text_ids, seed), str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+def _png(width: int, height: int, rgb: bytes) -> bytes:
+    """A minimal RGB PNG (no timestamps or text chunks: the same bytes every time)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    rows = b"".join(b"\x00" + rgb[y * width * 3:(y + 1) * width * 3] for y in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+
+
+def write_media(folder: Path) -> list:
+    """Writes MEDIA_FILE (a 64x64 gradient with a square) into folder; returns PROMPT_IMAGE pointing at it."""
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    w = h = 64
+    pixels = bytearray()
+    for y in range(h):
+        for x in range(w):
+            inside = 20 <= x < 44 and 20 <= y < 44
+            pixels += bytes((255, 255, 255) if inside else (x * 4, y * 4, 128))
+    path = folder / MEDIA_FILE
+    path.write_bytes(_png(w, h, bytes(pixels)))
+    return [dict(piece, file=str(path)) if piece["type"] == "image" else dict(piece) for piece in PROMPT_IMAGE]
+
+
+def convert(checkpoint: Path, out: Path, chatllm_dir: Path = DEFAULT_CHATLLM_DIR) -> None:
+    partial = Path(str(out) + ".partial")
+    cmd = [sys.executable, str(Path(chatllm_dir) / "convert.py"), "-i", str(checkpoint), "-o", str(partial),
+           "-t", "f32", "-n", NAME, *CONVERT_ARGS]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        print(result.stdout[-3000:], result.stderr[-3000:], sep="\n", file=sys.stderr)
+        raise RuntimeError("chatllm.cpp's convert.py failed (output above)")
+    os.replace(partial, out)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", help="model file to write")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chatllm-dir", default=os.environ.get("CHATLLM_DIR") or str(DEFAULT_CHATLLM_DIR))
+    parser.add_argument("--media", help="also write the image for PROMPT_IMAGE into this folder")
+    args = parser.parse_args()
+    out = Path(args.out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ckpt-qwen3_5-") as tmp:
+        build_checkpoint(Path(tmp), args.seed)
+        convert(Path(tmp), out, Path(args.chatllm_dir))
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    print(f"wrote {out} ({out.stat().st_size:,} bytes) in {time.monotonic() - started:.1f} s")
+    print(f"sha256 {digest}")
+    if args.media:
+        print(f"image prompt: {json.dumps(write_media(Path(args.media)))}")
+
+
+# The rows tests/test_matrix.py runs besides the default one (text, with the vision tower built)
+EXTRA_ROWS = {
+    "noproj": {"run_args": RUN_ARGS_NO_VISION, "prompt": PROMPT},   # no ViT: nothing else clears the global helper
+    "mismatched": {"file": "qwen3_5-mismatched.bin", "prompt": PROMPT},
+}
+
+
+def _refused_moe_layout(data: bytearray) -> None:
+    """Set num_experts_per_tok = 2 and num_experts = 4 in the file's config: the constructor refuses that MoE layout
+    ("unsupported MoE param") while building its first layer, after its prelude has handed out the position helper
+    and before done(): the exception path of FINDINGS.md section 12."""
+    config = struct.unpack_from("<i", data, 8)[0] + 8     # after the metadata, the model type and the version
+    qwen3_5_fields = config + 11 * 4                       # after the 11 values every llama-like config starts with
+    struct.pack_into("<ii", data, qwen3_5_fields + 16 * 4, 2, 4)
+
+
+MISMATCHED = {"qwen3_5-mismatched.bin": _refused_moe_layout}
