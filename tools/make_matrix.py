@@ -16,8 +16,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -32,7 +30,9 @@ SEED = 0
 
 def families() -> dict:
     found = {}
-    for path in sorted(FAMILIES_DIR.glob("*.py")):
+    if str(FAMILIES_DIR) not in sys.path:
+        sys.path.insert(0, str(FAMILIES_DIR))  # the families import _shared
+    for path in sorted(FAMILIES_DIR.glob("[a-z]*.py")):
         spec = importlib.util.spec_from_file_location(f"matrix_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

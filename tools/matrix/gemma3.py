@@ -16,7 +16,7 @@ What chatllm.cpp's loader needs (models/gemma.cpp):
 - rope_scaling must not be yarn, or convert.py takes the RNJ_1 branch: it is absent (rope_theta and
   rope_local_base_freq are given flat, which convert.py reads, and in rope_parameters for transformers).
 
-    python gemma3.py OUT.bin [--seed N] [--chatllm-dir DIR]
+    python tools/make_matrix.py gemma3     # writes models/matrix/gemma3.bin
 
 The tokenizer is trained in memory from a generated text (one thread, no file paths in the model), every tensor is
 drawn from one seeded torch.Generator in a fixed order, so two builds give the same bytes. Embeddings are tied, so the
@@ -25,14 +25,8 @@ rows of every token that is not whole printable text (control, user-defined, byt
 <end_of_turn>; as RMSNorm rescales each input row, those tokens still feed the model normally-sized inputs.
 """
 
-import hashlib
 import io
 import json
-import os
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 FAMILY = "gemma3"
@@ -57,8 +51,6 @@ WORDS = ["the", "and", "hello", "world", "model", "chat", "gemma", "token", "tex
          "you", "are", "helpful", "assistant", "user", "system", "is", "of", "to", "in", "it", "on", "that", "with",
          "small", "random", "weights", "answer", "question", "please", "thanks", "good", "morning", "night", "day",
          "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "red", "green", "blue"]
-
-DEFAULT_CHATLLM_DIR = Path(__file__).resolve().parents[2] / "chatllm.cpp"
 
 
 def training_text() -> list[str]:
@@ -175,36 +167,3 @@ def build_checkpoint(folder: Path, seed: int = 0) -> None:
         {"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"],
          "pad_token_id": config["pad_token_id"], "do_sample": False}, indent=1), encoding="utf-8")
     save_file(weights(text_ids, seed), str(folder / "model.safetensors"), metadata={"format": "pt"})
-
-
-def convert(checkpoint: Path, out: Path, chatllm_dir: Path = DEFAULT_CHATLLM_DIR) -> None:
-    partial = Path(str(out) + ".partial")
-    cmd = [sys.executable, str(Path(chatllm_dir) / "convert.py"), "-i", str(checkpoint), "-o", str(partial),
-           "-t", "f32", "-n", NAME, *CONVERT_ARGS]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        print(result.stdout[-3000:], result.stderr[-3000:], sep="\n", file=sys.stderr)
-        raise RuntimeError("chatllm.cpp's convert.py failed (output above)")
-    if "Gemma3 GGML model saved" not in result.stdout:
-        print(result.stdout[-3000:], file=sys.stderr)
-        raise RuntimeError("convert.py did not take the Gemma3Converter branch")
-    os.replace(partial, out)
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="model file to write")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chatllm-dir", default=os.environ.get("CHATLLM_DIR") or str(DEFAULT_CHATLLM_DIR))
-    args = parser.parse_args()
-    out = Path(args.out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="ckpt-gemma3-") as tmp:
-        build_checkpoint(Path(tmp), args.seed)
-        convert(Path(tmp), out, Path(args.chatllm_dir))
-    digest = hashlib.sha256(out.read_bytes()).hexdigest()
-    print(f"wrote {out} ({out.stat().st_size:,} bytes) in {time.monotonic() - started:.1f} s")
-    print(f"sha256 {digest}")

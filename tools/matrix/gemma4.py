@@ -11,7 +11,7 @@ tokenizer.json (Gemma 4's special tokens, byte-fallback tokens <0x00>..<0xFF>, "
 model.safetensors with transformers' tensor names. It is converted with chatllm.cpp's own convert.py (f32); the
 file is about 0.5 MB.
 
-    python gemma4.py OUT.bin [--seed N] [--chatllm-dir DIR] [--media DIR]
+    python tools/make_matrix.py gemma4     # writes models/matrix/gemma4.bin
 
 Sizes: text 2 layers ("sliding_attention" then "full_attention", as Gemma 4 ends on a full layer): hidden 64,
 4 heads, 2 KV heads, head_dim 16 (sliding) / global_head_dim 32 (full, proportional RoPE on a quarter), per-layer
@@ -40,16 +40,10 @@ embedding rows (which are also the output head: tied) of special tokens and byte
 logits are then 0 while word pieces' spread around it, so greedy decoding prints text and never <turn|>.
 """
 
-import hashlib
 import json
-import os
-import struct
-import subprocess
-import sys
-import tempfile
-import time
-import zlib
 from pathlib import Path
+
+from _shared import png
 
 FAMILY = "gemma4"
 PATH = "C"
@@ -83,8 +77,6 @@ SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<|turn>", "<tur
 WORDS = ["the", "and", "hello", "world", "model", "chat", "gemma", "image", "vision", "what", "token", "text",
          "memory", "bench", "tiny", "you", "are", "user", "system", "is", "of", "to", "in", "it", "on", "that", "with"]
 SPACE = "\u2581"
-
-DEFAULT_CHATLLM_DIR = Path(__file__).resolve().parents[2] / "chatllm.cpp"
 
 
 def bpe_vocabulary() -> tuple[list[str], list[str], list[int]]:
@@ -255,15 +247,6 @@ def build_checkpoint(folder: Path, seed: int = 0) -> None:
     save_file(weights(vocab_size, text_ids, seed), str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
-def _png(width: int, height: int, rgb: bytes) -> bytes:
-    """A minimal RGB PNG (no timestamps or text chunks: the same bytes every time)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    rows = b"".join(b"\x00" + rgb[y * width * 3:(y + 1) * width * 3] for y in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
-
-
 def write_media(folder: Path) -> list:
     """Writes MEDIA_FILE (a 96x96 gradient with a square) into folder; returns PROMPT pointing at it."""
     folder = Path(folder).resolve()
@@ -275,41 +258,8 @@ def write_media(folder: Path) -> list:
             inside = 30 <= x < 66 and 30 <= y < 66
             pixels += bytes((255, 255, 255) if inside else (x * 255 // (w - 1), y * 255 // (h - 1), 128))
     path = folder / MEDIA_FILE
-    path.write_bytes(_png(w, h, bytes(pixels)))
+    path.write_bytes(png(w, h, bytes(pixels)))
     return [dict(piece, file=str(path)) if piece["type"] == "image" else dict(piece) for piece in PROMPT]
-
-
-def convert(checkpoint: Path, out: Path, chatllm_dir: Path = DEFAULT_CHATLLM_DIR) -> None:
-    partial = Path(str(out) + ".partial")
-    cmd = [sys.executable, str(Path(chatllm_dir) / "convert.py"), "-i", str(checkpoint), "-o", str(partial),
-           "-t", "f32", "-n", NAME, *CONVERT_ARGS]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        print(result.stdout[-3000:], result.stderr[-3000:], sep="\n", file=sys.stderr)
-        raise RuntimeError("chatllm.cpp's convert.py failed (output above)")
-    os.replace(partial, out)
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="model file to write")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chatllm-dir", default=os.environ.get("CHATLLM_DIR") or str(DEFAULT_CHATLLM_DIR))
-    parser.add_argument("--media", help="also write the image for PROMPT into this folder")
-    args = parser.parse_args()
-    out = Path(args.out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="ckpt-gemma4-") as tmp:
-        build_checkpoint(Path(tmp), args.seed)
-        convert(Path(tmp), out, Path(args.chatllm_dir))
-    digest = hashlib.sha256(out.read_bytes()).hexdigest()
-    print(f"wrote {out} ({out.stat().st_size:,} bytes) in {time.monotonic() - started:.1f} s")
-    print(f"sha256 {digest}")
-    if args.media:
-        print(f"image prompt: {json.dumps(write_media(Path(args.media)))}")
 
 
 # The rows tests/test_matrix.py runs besides the default one (the image prompt)

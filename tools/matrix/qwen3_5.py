@@ -9,7 +9,7 @@ merge), preprocessor_config.json (image mean/std, which chatllm.cpp needs to bui
 BPE tokenizer with Qwen's special tokens (vision tokens included) and model.safetensors. It is converted with
 chatllm.cpp's own convert.py (f16, see CONVERT_ARGS); the file is about 0.5 MB.
 
-    python qwen3_5.py OUT.bin [--seed N] [--chatllm-dir DIR] [--media DIR]
+    python tools/make_matrix.py qwen3_5     # writes models/matrix/qwen3_5.bin
 
 Text runs with or without the vision tower: chatllm.cpp's `--max_proj_length 0` (RUN_ARGS_NO_VISION) drops
 vision_config before the model is built, so the tower is skipped. write_media(folder) writes a 64x64 PNG for
@@ -25,16 +25,11 @@ of lm_head that are not whole printable text (byte fragments, control bytes, spe
 are then 0 while text tokens' spread around it, so greedy decoding prints text and never the end token.
 """
 
-import hashlib
 import json
-import os
 import struct
-import subprocess
-import sys
-import tempfile
-import time
-import zlib
 from pathlib import Path
+
+from _shared import png, write_tokenizer as qwen_bpe_tokenizer
 
 FAMILY = "qwen3_5"
 PATH = "E"
@@ -74,84 +69,9 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_s
 WORDS = ["the", "and", "hello", "world", "model", "chat", "qwen", "image", "vision", "what", "token", "text",
          "memory", "bench", "tiny", "you", "are", "user", "system", "is", "of", "to", "in", "it", "on", "that", "with"]
 
-DEFAULT_CHATLLM_DIR = Path(__file__).resolve().parents[2] / "chatllm.cpp"
-
-
-def byte_level_alphabet() -> list[str]:
-    """GPT-2's printable stand-ins for the 256 byte values, the base vocabulary of Qwen's byte-level BPE."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            chars[b] = chr(b)
-        else:
-            chars[b] = chr(256 + extra)
-            extra += 1
-    return [chars[b] for b in range(256)]
-
-
-def bpe_vocabulary() -> tuple[list[str], list[str]]:
-    """The byte alphabet, then the merges that build WORDS (and " "+word) left to right."""
-    alphabet = byte_level_alphabet()
-    tokens, merges, known = list(alphabet), [], set(alphabet)
-    space = alphabet[ord(" ")]
-    for word in WORDS:
-        for start in ("", space):
-            chars = [alphabet[b] for b in word.encode("utf-8")]
-            left = start + chars[0] if start else chars[0]
-            if start and left not in known:
-                known.add(left)
-                tokens.append(left)
-                merges.append(f"{start} {chars[0]}")
-            for c in chars[1:]:
-                joined = left + c
-                if joined not in known:
-                    known.add(joined)
-                    tokens.append(joined)
-                    merges.append(f"{left} {c}")
-                left = joined
-    return tokens, merges
-
-
-_BYTE_OF = {c: b for b, c in enumerate(byte_level_alphabet())}
-
-
-def is_text(token: str) -> bool:
-    try:
-        text = bytes(_BYTE_OF[c] for c in token).decode("utf-8")
-    except (KeyError, UnicodeDecodeError):
-        return False
-    return text.isprintable()
-
 
 def write_tokenizer(folder: Path) -> tuple[dict, list[int]]:
-    """tokenizer.json, tokenizer_config.json; returns {special token: id} and the ids of the whole-text tokens."""
-    tokens, merges = bpe_vocabulary()
-    vocab = {t: i for i, t in enumerate(tokens)}
-    ids = {t: len(tokens) + i for i, t in enumerate(SPECIAL_TOKENS)}
-    added = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-              "normalized": False, "special": t.startswith("<|")} for t, i in ids.items()]
-    tokenizer = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": {"type": "NFC"},
-                 "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-                     {"type": "Split", "pattern": {"Regex": "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
-                      "behavior": "Isolated", "invert": False},
-                     {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
-                 "post_processor": None,
-                 "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
-                 "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
-                           "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
-                           "vocab": vocab, "merges": merges}}
-    (folder / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False, indent=1), encoding="utf-8")
-    config = {"add_bos_token": False, "add_prefix_space": False,
-              "added_tokens_decoder": {str(a["id"]): {k: v for k, v in a.items() if k != "id"} for a in added},
-              "bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "errors": "replace",
-              "model_max_length": TEXT["max_position_embeddings"], "split_special_tokens": False,
-              "tokenizer_class": "Qwen2Tokenizer", "unk_token": None,
-              "image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-              "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>",
-              "chat_template": "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for c in message['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
-    return ids, [i for i, t in enumerate(tokens) if is_text(t)]
+    return qwen_bpe_tokenizer(folder, SPECIAL_TOKENS, WORDS, TEXT["max_position_embeddings"], vision=True)
 
 
 def model_config(vocab_size: int, ids: dict, seed: int) -> dict:
@@ -279,15 +199,6 @@ def build_checkpoint(folder: Path, seed: int = 0) -> None:
     save_file(weights(vocab_size, text_ids, seed), str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
-def _png(width: int, height: int, rgb: bytes) -> bytes:
-    """A minimal RGB PNG (no timestamps or text chunks: the same bytes every time)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    rows = b"".join(b"\x00" + rgb[y * width * 3:(y + 1) * width * 3] for y in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
-
-
 def write_media(folder: Path) -> list:
     """Writes MEDIA_FILE (a 64x64 gradient with a square) into folder; returns PROMPT_IMAGE pointing at it."""
     folder = Path(folder).resolve()
@@ -299,41 +210,8 @@ def write_media(folder: Path) -> list:
             inside = 20 <= x < 44 and 20 <= y < 44
             pixels += bytes((255, 255, 255) if inside else (x * 4, y * 4, 128))
     path = folder / MEDIA_FILE
-    path.write_bytes(_png(w, h, bytes(pixels)))
+    path.write_bytes(png(w, h, bytes(pixels)))
     return [dict(piece, file=str(path)) if piece["type"] == "image" else dict(piece) for piece in PROMPT_IMAGE]
-
-
-def convert(checkpoint: Path, out: Path, chatllm_dir: Path = DEFAULT_CHATLLM_DIR) -> None:
-    partial = Path(str(out) + ".partial")
-    cmd = [sys.executable, str(Path(chatllm_dir) / "convert.py"), "-i", str(checkpoint), "-o", str(partial),
-           "-t", "f32", "-n", NAME, *CONVERT_ARGS]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        print(result.stdout[-3000:], result.stderr[-3000:], sep="\n", file=sys.stderr)
-        raise RuntimeError("chatllm.cpp's convert.py failed (output above)")
-    os.replace(partial, out)
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="model file to write")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chatllm-dir", default=os.environ.get("CHATLLM_DIR") or str(DEFAULT_CHATLLM_DIR))
-    parser.add_argument("--media", help="also write the image for PROMPT_IMAGE into this folder")
-    args = parser.parse_args()
-    out = Path(args.out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="ckpt-qwen3_5-") as tmp:
-        build_checkpoint(Path(tmp), args.seed)
-        convert(Path(tmp), out, Path(args.chatllm_dir))
-    digest = hashlib.sha256(out.read_bytes()).hexdigest()
-    print(f"wrote {out} ({out.stat().st_size:,} bytes) in {time.monotonic() - started:.1f} s")
-    print(f"sha256 {digest}")
-    if args.media:
-        print(f"image prompt: {json.dumps(write_media(Path(args.media)))}")
 
 
 # The rows tests/test_matrix.py runs besides the default one (text, with the vision tower built)

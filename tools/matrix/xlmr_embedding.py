@@ -16,20 +16,14 @@ What chatllm.cpp's loader needs (models/bce.cpp, convert.py):
 - no tokenizer.model in the folder, or convert.py would read it instead of tokenizer.json.
 chatllm.cpp's embedding is the L2-normalised hidden state of the first token (<s>), as BCE's CLS pooling.
 
-    python xlmr_embedding.py OUT.bin [--seed N] [--chatllm-dir DIR]
+    python tools/make_matrix.py xlmr_embedding     # writes models/matrix/xlmr_embedding.bin
 
 The tokenizer is trained in memory from a generated text (one thread), every tensor is drawn from one seeded
 torch.Generator in a fixed order, so two builds give the same bytes.
 """
 
-import hashlib
 import io
 import json
-import os
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 FAMILY = "xlmr_embedding"
@@ -50,8 +44,6 @@ WORDS = ["the", "and", "hello", "world", "model", "embedding", "vector", "token"
          "search", "query", "document", "passage", "similar", "meaning", "is", "of", "to", "in", "it", "on", "that",
          "with", "small", "random", "weights", "answer", "question", "please", "thanks", "good", "morning", "night",
          "day", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "red", "green", "blue"]
-
-DEFAULT_CHATLLM_DIR = Path(__file__).resolve().parents[2] / "chatllm.cpp"
 
 
 def training_text() -> list[str]:
@@ -168,36 +160,3 @@ def build_checkpoint(folder: Path, seed: int = 0) -> None:
     vocab_size = write_tokenizer(folder)
     (folder / "config.json").write_text(json.dumps(model_config(vocab_size, seed), indent=1), encoding="utf-8")
     save_file(weights(vocab_size, seed), str(folder / "model.safetensors"), metadata={"format": "pt"})
-
-
-def convert(checkpoint: Path, out: Path, chatllm_dir: Path = DEFAULT_CHATLLM_DIR) -> None:
-    partial = Path(str(out) + ".partial")
-    cmd = [sys.executable, str(Path(chatllm_dir) / "convert.py"), "-i", str(checkpoint), "-o", str(partial),
-           "-t", "f32", "-n", NAME, *CONVERT_ARGS]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        print(result.stdout[-3000:], result.stderr[-3000:], sep="\n", file=sys.stderr)
-        raise RuntimeError("chatllm.cpp's convert.py failed (output above)")
-    if "BCE_Embedding GGML model saved" not in result.stdout:
-        print(result.stdout[-3000:], file=sys.stderr)
-        raise RuntimeError("convert.py did not take the XLMRobertaConverter (BCE_Embedding) branch")
-    os.replace(partial, out)
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="model file to write")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chatllm-dir", default=os.environ.get("CHATLLM_DIR") or str(DEFAULT_CHATLLM_DIR))
-    args = parser.parse_args()
-    out = Path(args.out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="ckpt-xlmr-") as tmp:
-        build_checkpoint(Path(tmp), args.seed)
-        convert(Path(tmp), out, Path(args.chatllm_dir))
-    digest = hashlib.sha256(out.read_bytes()).hexdigest()
-    print(f"wrote {out} ({out.stat().st_size:,} bytes) in {time.monotonic() - started:.1f} s")
-    print(f"sha256 {digest}")
