@@ -31,6 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "matrix"))
+from _shared import byte_level_alphabet, is_text  # noqa: E402  (Qwen's byte-level BPE, as the matrix's Qwen models use)
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 # Dimensions. 0.6b: Qwen3-ASR-0.6B's published config.json (see models/README.md for where each value was checked).
@@ -70,19 +73,6 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_start|
 REAL_SPECIAL_IDS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<|audio_start|>": 151669,
                     "<|audio_end|>": 151670, "<|audio_pad|>": 151676, "<asr_text>": 151704, "<timestamp>": 151705}
 LANGUAGES = ["Chinese", "English", "Cantonese", "Japanese", "Korean"]
-
-
-def byte_level_alphabet() -> list[str]:
-    """GPT-2's printable stand-ins for the 256 byte values, the base vocabulary of Qwen's byte-level BPE."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            chars[b] = chr(b)
-        else:
-            chars[b] = chr(256 + extra)
-            extra += 1
-    return [chars[b] for b in range(256)]
 
 
 def bpe_vocabulary(size: int, seed: int) -> tuple[list[str], list[str]]:
@@ -128,18 +118,6 @@ def bpe_vocabulary(size: int, seed: int) -> tuple[list[str], list[str]]:
         elif len(a) + len(b) <= 11 and add(a, b):
             pieces.append(tokens[-1])
     return tokens, merges
-
-
-_BYTE_OF = {c: b for b, c in enumerate(byte_level_alphabet())}
-
-
-def is_text(token: str) -> bool:
-    """Whether a byte-level token decodes to whole, printable UTF-8 text (not a byte fragment or control byte)."""
-    try:
-        text = bytes(_BYTE_OF[c] for c in token).decode("utf-8")
-    except (KeyError, UnicodeDecodeError):
-        return False
-    return text.isprintable()
 
 
 def tokenizer_files(folder: Path, spec: dict, seed: int) -> tuple[int, list[int]]:

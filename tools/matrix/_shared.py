@@ -98,3 +98,49 @@ def png(width: int, height: int, rgb: bytes) -> bytes:
     rows = b"".join(b"\x00" + rgb[y * width * 3:(y + 1) * width * 3] for y in range(height))
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+
+
+class SeededTensors:
+    """A checkpoint's tensors, drawn in the order they are added from one seeded generator: the same bytes every run."""
+
+    def __init__(self, seed: int, scale: float):
+        import torch
+
+        self.torch, self.scale, self.state = torch, scale, {}
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def add(self, name: str, *shape: int, scale: float | None = None) -> None:
+        scale = self.scale if scale is None else scale
+        self.state[name] = (self.torch.randn(*shape, generator=self.generator) * scale).contiguous()
+
+    def fill(self, name: str, n: int, value: float) -> None:
+        self.state[name] = self.torch.full((n,), float(value))
+
+    def ones(self, name: str, n: int) -> None:
+        self.state[name] = self.torch.ones(n)
+
+    def zeros(self, name: str, n: int) -> None:
+        self.state[name] = self.torch.zeros(n)
+
+
+def qwen_vision_blocks(tensors: SeededTensors, vision: dict, prefix: str) -> None:
+    """Qwen3-VL's vision tower up to its mergers (Qwen3.5 has the same): patch and position embeddings, then blocks."""
+    add, fill, v = tensors.add, tensors.fill, vision
+    vh, vff, ps = v["hidden_size"], v["intermediate_size"], v["patch_size"]
+    add(prefix + "patch_embed.proj.weight", vh, v["in_channels"], v["temporal_patch_size"], ps, ps, scale=0.02)
+    add(prefix + "patch_embed.proj.bias", vh)
+    add(prefix + "pos_embed.weight", v["num_position_embeddings"], vh)
+    for i in range(v["depth"]):
+        p = f"{prefix}blocks.{i}."
+        fill(p + "norm1.weight", vh, 1)
+        fill(p + "norm1.bias", vh, 0)
+        fill(p + "norm2.weight", vh, 1)
+        fill(p + "norm2.bias", vh, 0)
+        add(p + "attn.qkv.weight", 3 * vh, vh)
+        add(p + "attn.qkv.bias", 3 * vh)
+        add(p + "attn.proj.weight", vh, vh)
+        add(p + "attn.proj.bias", vh)
+        add(p + "mlp.linear_fc1.weight", vff, vh)
+        add(p + "mlp.linear_fc1.bias", vff)
+        add(p + "mlp.linear_fc2.weight", vh, vff)
+        add(p + "mlp.linear_fc2.bias", vh)

@@ -29,6 +29,8 @@ import io
 import json
 from pathlib import Path
 
+from _shared import SeededTensors
+
 FAMILY = "gemma3"
 PATH = "A"
 KIND = "chat"
@@ -121,15 +123,8 @@ def model_config(seed: int) -> dict:
 def weights(text_ids: list[int], seed: int) -> dict:
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-
-    def add(name, *shape):
-        state[name] = (torch.randn(*shape, generator=generator) * SCALE).contiguous()
-
-    def zeros(name, n):
-        # Gemma's RMSNorm multiplies by (1 + weight); convert.py stores 1 + weight
-        state[name] = torch.zeros(n)
+    tensors = SeededTensors(seed, SCALE)
+    state, add, zeros = tensors.state, tensors.add, tensors.zeros
 
     h, hd, heads, kv, ff = (TEXT[k] for k in ("hidden_size", "head_dim", "num_attention_heads", "num_key_value_heads", "intermediate_size"))
     add("model.embed_tokens.weight", VOCAB_SIZE, h)

@@ -43,7 +43,7 @@ logits are then 0 while word pieces' spread around it, so greedy decoding prints
 import json
 from pathlib import Path
 
-from _shared import png
+from _shared import SeededTensors, png
 
 FAMILY = "gemma4"
 PATH = "C"
@@ -168,14 +168,8 @@ def weights(vocab_size: int, text_ids: list[int], seed: int) -> dict:
     """Every tensor of the checkpoint, with transformers' names, drawn in a fixed order from one generator."""
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-
-    def add(name, *shape, scale=SCALE):
-        state[name] = (torch.randn(*shape, generator=generator) * scale).contiguous()
-
-    def fill(name, n, value):
-        state[name] = torch.full((n,), float(value))
+    tensors = SeededTensors(seed, SCALE)
+    state, add, fill = tensors.state, tensors.add, tensors.fill
 
     t = TEXT
     h, heads, kv, ff, ple, layers = (t["hidden_size"], t["num_attention_heads"], t["num_key_value_heads"],

@@ -17,7 +17,7 @@ their logits are then 0 while text tokens' spread around it, so greedy decoding 
 import json
 from pathlib import Path
 
-from _shared import write_tokenizer as qwen_bpe_tokenizer
+from _shared import SeededTensors, write_tokenizer as qwen_bpe_tokenizer
 
 FAMILY = "qwen3"
 PATH = "A"
@@ -54,14 +54,8 @@ def model_config(vocab_size: int, ids: dict, seed: int) -> dict:
 def weights(vocab_size: int, text_ids: list[int], seed: int) -> dict:
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-
-    def add(name, *shape):
-        state[name] = (torch.randn(*shape, generator=generator) * SCALE).contiguous()
-
-    def ones(name, n):
-        state[name] = torch.ones(n)
+    tensors = SeededTensors(seed, SCALE)
+    state, add, ones = tensors.state, tensors.add, tensors.ones
 
     h, hd, heads, kv, ff = (TEXT[k] for k in ("hidden_size", "head_dim", "num_attention_heads", "num_key_value_heads", "intermediate_size"))
     add("model.embed_tokens.weight", vocab_size, h)

@@ -34,7 +34,7 @@ are then 0 while text tokens' spread around it, so greedy decoding prints text a
 import json
 from pathlib import Path
 
-from _shared import png, write_tokenizer as qwen_bpe_tokenizer
+from _shared import SeededTensors, png, qwen_vision_blocks, write_tokenizer as qwen_bpe_tokenizer
 
 FAMILY = "qwen3_vl"
 PATH = "D"
@@ -99,14 +99,8 @@ def weights(vocab_size: int, text_ids: list[int], seed: int) -> dict:
     """Every tensor of the checkpoint, with transformers' names, drawn in a fixed order from one generator."""
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-
-    def add(name, *shape, scale=SCALE):
-        state[name] = (torch.randn(*shape, generator=generator) * scale).contiguous()
-
-    def fill(name, n, value):
-        state[name] = torch.full((n,), float(value))
+    tensors = SeededTensors(seed, SCALE)
+    state, add, fill = tensors.state, tensors.add, tensors.fill
 
     t = TEXT
     h, hd, heads, kv, ff = t["hidden_size"], t["head_dim"], t["num_attention_heads"], t["num_key_value_heads"], t["intermediate_size"]
@@ -133,25 +127,9 @@ def weights(vocab_size: int, text_ids: list[int], seed: int) -> dict:
     state["lm_head.weight"][~keep] = 0
 
     v = VISION
-    vh, vff, ps, merged = v["hidden_size"], v["intermediate_size"], v["patch_size"], v["hidden_size"] * v["spatial_merge_size"] ** 2
+    vh, merged = v["hidden_size"], v["hidden_size"] * v["spatial_merge_size"] ** 2
     vis = "model.visual."
-    add(vis + "patch_embed.proj.weight", vh, v["in_channels"], v["temporal_patch_size"], ps, ps, scale=0.02)
-    add(vis + "patch_embed.proj.bias", vh)
-    add(vis + "pos_embed.weight", v["num_position_embeddings"], vh)
-    for i in range(v["depth"]):
-        p = f"{vis}blocks.{i}."
-        fill(p + "norm1.weight", vh, 1)
-        fill(p + "norm1.bias", vh, 0)
-        fill(p + "norm2.weight", vh, 1)
-        fill(p + "norm2.bias", vh, 0)
-        add(p + "attn.qkv.weight", 3 * vh, vh)
-        add(p + "attn.qkv.bias", 3 * vh)
-        add(p + "attn.proj.weight", vh, vh)
-        add(p + "attn.proj.bias", vh)
-        add(p + "mlp.linear_fc1.weight", vff, vh)
-        add(p + "mlp.linear_fc1.bias", vff)
-        add(p + "mlp.linear_fc2.weight", vh, vff)
-        add(p + "mlp.linear_fc2.bias", vh)
+    qwen_vision_blocks(tensors, v, vis)
 
     def merger(p, norm_dim):
         fill(p + "norm.weight", norm_dim, 1)

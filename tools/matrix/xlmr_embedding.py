@@ -26,6 +26,8 @@ import io
 import json
 from pathlib import Path
 
+from _shared import SeededTensors
+
 FAMILY = "xlmr_embedding"
 PATH = "A"
 KIND = "embedding"
@@ -119,11 +121,8 @@ def model_config(vocab_size: int, seed: int) -> dict:
 def weights(vocab_size: int, seed: int) -> dict:
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-
-    def add(name, *shape):
-        state[name] = (torch.randn(*shape, generator=generator) * SCALE).contiguous()
+    tensors = SeededTensors(seed, SCALE)
+    state, add = tensors.state, tensors.add
 
     def layer_norm(prefix, n):
         state[prefix + ".weight"] = torch.ones(n)
