@@ -91,6 +91,16 @@ def write_tokenizer(folder: Path, special_tokens: list[str], words: list[str], m
     return ids, [i for i, t in enumerate(tokens) if is_text(t)]
 
 
+def write_square_png(path: Path, size: int, square: range, background) -> None:
+    """A size x size PNG: a white square (rows and columns in `square`) on background(x, y), an (r, g, b) gradient."""
+    pixels = bytearray()
+    for y in range(size):
+        for x in range(size):
+            pixels += bytes((255, 255, 255) if x in square and y in square else background(x, y))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(png(size, size, bytes(pixels)))
+
+
 def png(width: int, height: int, rgb: bytes) -> bytes:
     """A minimal RGB PNG (no timestamps or text chunks: the same bytes every time)."""
     def chunk(kind: bytes, data: bytes) -> bytes:

@@ -43,7 +43,7 @@ logits are then 0 while word pieces' spread around it, so greedy decoding prints
 import json
 from pathlib import Path
 
-from _shared import SeededTensors, png
+from _shared import SeededTensors, write_square_png
 
 FAMILY = "gemma4"
 PATH = "C"
@@ -241,19 +241,11 @@ def build_checkpoint(folder: Path, seed: int = 0) -> None:
     save_file(weights(vocab_size, text_ids, seed), str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
-def write_media(folder: Path) -> list:
-    """Writes MEDIA_FILE (a 96x96 gradient with a square) into folder; returns PROMPT pointing at it."""
-    folder = Path(folder).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    w = h = IMAGE_SIZE
-    pixels = bytearray()
-    for y in range(h):
-        for x in range(w):
-            inside = 30 <= x < 66 and 30 <= y < 66
-            pixels += bytes((255, 255, 255) if inside else (x * 255 // (w - 1), y * 255 // (h - 1), 128))
-    path = folder / MEDIA_FILE
-    path.write_bytes(png(w, h, bytes(pixels)))
-    return [dict(piece, file=str(path)) if piece["type"] == "image" else dict(piece) for piece in PROMPT]
+def write_media(folder: Path) -> None:
+    """Writes MEDIA_FILE, a 96x96 gradient with a white square, into folder, for PROMPT."""
+    last = IMAGE_SIZE - 1
+    write_square_png(Path(folder) / MEDIA_FILE, IMAGE_SIZE, range(30, 66),
+                     lambda x, y: (x * 255 // last, y * 255 // last, 128))
 
 
 # The rows tests/test_matrix.py runs besides the default one (the image prompt)

@@ -34,7 +34,7 @@ are then 0 while text tokens' spread around it, so greedy decoding prints text a
 import json
 from pathlib import Path
 
-from _shared import SeededTensors, png, qwen_vision_blocks, write_tokenizer as qwen_bpe_tokenizer
+from _shared import SeededTensors, qwen_vision_blocks, write_square_png, write_tokenizer as qwen_bpe_tokenizer
 
 FAMILY = "qwen3_vl"
 PATH = "D"
@@ -160,19 +160,9 @@ def build_checkpoint(folder: Path, seed: int = 0) -> None:
     save_file(weights(vocab_size, text_ids, seed), str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
-def write_media(folder: Path) -> list:
-    """Writes MEDIA_FILE (a 64x64 gradient with a square) into folder; returns PROMPT pointing at it."""
-    folder = Path(folder).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    w = h = 64
-    pixels = bytearray()
-    for y in range(h):
-        for x in range(w):
-            inside = 20 <= x < 44 and 20 <= y < 44
-            pixels += bytes((255, 255, 255) if inside else (x * 4, y * 4, 128))
-    path = folder / MEDIA_FILE
-    path.write_bytes(png(w, h, bytes(pixels)))
-    return [dict(piece, file=str(path)) if piece["type"] == "image" else dict(piece) for piece in PROMPT]
+def write_media(folder: Path) -> None:
+    """Writes MEDIA_FILE, a 64x64 gradient with a white square, into folder, for PROMPT."""
+    write_square_png(Path(folder) / MEDIA_FILE, 64, range(20, 44), lambda x, y: (x * 4, y * 4, 128))
 
 
 # The rows tests/test_matrix.py runs besides the default one (the image prompt)
