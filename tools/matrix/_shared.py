@@ -154,3 +154,27 @@ def qwen_vision_blocks(tensors: SeededTensors, vision: dict, prefix: str) -> Non
         add(p + "mlp.linear_fc1.bias", vff)
         add(p + "mlp.linear_fc2.weight", vh, vff)
         add(p + "mlp.linear_fc2.bias", vh)
+
+
+def training_text(words: list[str], state: int) -> list[str]:
+    """600 deterministic lines of the given words (a fixed linear congruential walk from state, no RNG), to train a
+    tiny SentencePiece model on."""
+    lines = []
+    for _ in range(600):
+        picked = []
+        for _ in range(8):
+            state = (state * 1103515245 + 12345) % (1 << 31)
+            picked.append(words[state % len(words)])
+        lines.append(" ".join(picked) + (", " if state % 3 == 0 else ". ") + str(state % 1000))
+    return lines
+
+
+def qwen_preprocessor_config(vision: dict) -> dict:
+    """preprocessor_config.json of Qwen3-VL (and Qwen3.5), for the given vision tower: chatllm.cpp needs its image
+    mean and std to build the tower."""
+    return {"image_processor_type": "Qwen2VLImageProcessorFast", "processor_class": "Qwen3VLProcessor",
+            "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
+            "rescale_factor": 1 / 255, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+            "patch_size": vision["patch_size"], "temporal_patch_size": vision["temporal_patch_size"],
+            "merge_size": vision["spatial_merge_size"],
+            "size": {"shortest_edge": 64 * 64, "longest_edge": 256 * 256}}

@@ -29,7 +29,7 @@ import json
 import struct
 from pathlib import Path
 
-from _shared import SeededTensors, qwen_vision_blocks, write_square_png, write_tokenizer as qwen_bpe_tokenizer
+from _shared import SeededTensors, qwen_preprocessor_config, qwen_vision_blocks, write_square_png, write_tokenizer as qwen_bpe_tokenizer
 
 FAMILY = "qwen3_5"
 PATH = "E"
@@ -91,12 +91,7 @@ def model_config(vocab_size: int, ids: dict, seed: int) -> dict:
 
 
 def preprocessor_config() -> dict:
-    return {"image_processor_type": "Qwen2VLImageProcessorFast", "processor_class": "Qwen3VLProcessor",
-            "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
-            "rescale_factor": 1 / 255, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
-            "patch_size": VISION["patch_size"], "temporal_patch_size": VISION["temporal_patch_size"],
-            "merge_size": VISION["spatial_merge_size"],
-            "size": {"shortest_edge": 64 * 64, "longest_edge": 256 * 256}}
+    return qwen_preprocessor_config(VISION)
 
 
 def weights(vocab_size: int, text_ids: list[int], seed: int) -> dict:

@@ -26,7 +26,7 @@ import io
 import json
 from pathlib import Path
 
-from _shared import SeededTensors
+from _shared import SeededTensors, training_text as shared_training_text
 
 FAMILY = "xlmr_embedding"
 PATH = "A"
@@ -49,15 +49,7 @@ WORDS = ["the", "and", "hello", "world", "model", "embedding", "vector", "token"
 
 
 def training_text() -> list[str]:
-    """A few hundred deterministic lines built from WORDS (a fixed linear congruential walk, no RNG state)."""
-    lines, state = [], 54321
-    for _ in range(600):
-        words = []
-        for _ in range(8):
-            state = (state * 1103515245 + 12345) % (1 << 31)
-            words.append(WORDS[state % len(WORDS)])
-        lines.append(" ".join(words) + (", " if state % 3 == 0 else ". ") + str(state % 1000))
-    return lines
+    return shared_training_text(WORDS, 54321)
 
 
 def unigram_vocabulary() -> list[tuple[str, float]]:
