@@ -26,8 +26,8 @@
 #      fixed, recreate completes and every chatllm_destroy returns 0
 #
 # Environment: IMAGE (qwen3-asr-memory), BASE_IMAGE (python:3.11-slim-bookworm), BUILD_THREADS (cores),
-# ENGINES ("stock fixed"), ITERATIONS (3), DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR (the ones apt uses here, else
-# deb.debian.org), DOCKER_TEST_NO_CACHE=1 (build the image cold: docker build --no-cache), DOCKER_TEST_PULL=0 (do
+# ENGINES ("stock fixed"), ITERATIONS (3), DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR (the ones apt uses here; one
+# must be given where apt has none), DOCKER_TEST_NO_CACHE=1 (build the image cold: docker build --no-cache), DOCKER_TEST_PULL=0 (do
 # not try the registry), DOCKER_TEST_STANDIN_CA=0 (no host CA certificates in the stand-in), DOCKER_TEST_CLEAN=1
 # (remove the image, and the data root of a daemon this script started, afterwards).
 # Written to build/docker/: timings.txt (one line per step), build.log (stamped with seconds since the build began),
@@ -102,18 +102,19 @@ fi
 say "daemon: $(docker info --format 'Docker {{.ServerVersion}}, {{.Driver}}, cgroup {{.CgroupDriver}}, runtime {{.DefaultRuntime}}' 2>/dev/null)"
 
 # 2. the base image ------------------------------------------------------------------------------------------------
-debian_mirror() {  # the Debian mirror apt uses on this host for $1 (bookworm, or bookworm-security), else deb.debian.org
-  local suite=$1 fallback=$2
+debian_mirror() {  # the Debian mirror apt uses on this host for $1 (bookworm, or bookworm-security)
+  local suite=$1 variable=$2
   apt-get indextargets --format '$(RELEASE) $(REPO_URI)' 2>/dev/null | awk -v s="$suite" '$1 == s {print $2; exit}' \
-    | grep . || echo "$fallback"
+    | grep . || die "apt on this host has no $suite source to build the stand-in from: set $variable to a Debian mirror"
 }
 
 build_standin() {
   command -v debootstrap >/dev/null || die "no $BASE_IMAGE and no registry: apt-get install debootstrap (for the stand-in)"
   [ "$(id -u)" = 0 ] || die "no $BASE_IMAGE and no registry: building the stand-in needs root (debootstrap)"
   local mirror security rootfs=$TMP/rootfs started=$SECONDS
-  mirror=${DEBIAN_MIRROR:-$(debian_mirror bookworm http://deb.debian.org/debian/)}
-  security=${DEBIAN_SECURITY_MIRROR:-$(debian_mirror bookworm-security http://deb.debian.org/debian-security/)}
+  mirror=${DEBIAN_MIRROR:-$(debian_mirror bookworm DEBIAN_MIRROR)}
+  security=${DEBIAN_SECURITY_MIRROR:-$(debian_mirror bookworm-security DEBIAN_SECURITY_MIRROR)}
+  [ -n "$mirror" ] && [ -n "$security" ] || exit 1  # debian_mirror said why
   say "building a stand-in for $BASE_IMAGE: debootstrap --variant=minbase bookworm from $mirror"
   debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates bookworm "$rootfs" "$mirror" \
     > "$STATE/debootstrap.log" 2>&1 || { tail -5 "$STATE/debootstrap.log" >&2; die "debootstrap failed (log: $STATE/debootstrap.log)"; }
