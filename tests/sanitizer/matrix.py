@@ -96,22 +96,17 @@ def main(chatllm_dir: str, scenario: str, *names: str) -> int:
     if scenario == "output":
         say(f"output {names[0]}: {Model(binding, lib, table[names[0]]).answer()!r}")
         os._exit(0)  # the released library may abort freeing a model: the output is what is compared
-    if scenario == "lifecycle":
-        row, following = table[names[0]], table[names[1]]
-        for _ in range(3):
-            model = Model(binding, lib, row)
-            say(f"output {row['row']}: {model.answer()!r}")
-            say(f"destroy {row['row']} returned {model.destroy()}")
-        model = Model(binding, lib, following)
-        say(f"output {following['row']}: {model.answer()!r}")
-        say(f"destroy {following['row']} returned {model.destroy()}")
-        return 0
-    if scenario == "chain":
-        for name in names:
-            for _ in range(3):
-                model = Model(binding, lib, table[name])
-                say(f"output {name}: {model.answer()!r}")
-                say(f"destroy {name} returned {model.destroy()}")
+
+    def once(name: str) -> None:  # create, answer, destroy: each printed
+        model = Model(binding, lib, table[name])
+        say(f"output {name}: {model.answer()!r}")
+        say(f"destroy {name} returned {model.destroy()}")
+
+    if scenario in ("lifecycle", "chain"):
+        rounds = [(name, 3) for name in names] if scenario == "chain" else [(names[0], 3), (names[1], 1)]
+        for name, times in rounds:
+            for _ in range(times):
+                once(name)
         return 0
     if scenario == "after-failure":
         row, following = table[names[0]], table[names[1]]
@@ -121,9 +116,7 @@ def main(chatllm_dir: str, scenario: str, *names: str) -> int:
             return 3
         except Exception as e:  # the binding raises a bare Exception when start fails
             say(f"create {row['row']} failed: {e}")
-        model = Model(binding, lib, following)
-        say(f"output {following['row']}: {model.answer()!r}")
-        say(f"destroy {following['row']} returned {model.destroy()}")
+        once(following["row"])
         return 0
     if scenario == "slope":
         row, count = table[names[0]], int(names[1])
