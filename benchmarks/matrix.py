@@ -37,13 +37,15 @@ def runtime(name: str) -> str:
     return os.path.realpath(path)
 
 
-def drive(library: str, *args, asan: str = "") -> subprocess.CompletedProcess:
+def drive(library: str | Path, *args, asan: str = "", driver: Path = DRIVER) -> subprocess.CompletedProcess:
+    """A driver script on a library: a name of LIBRARIES, or a chatllm.cpp folder (ASan when its name says -asan)."""
     env = dict(os.environ, PYTHONPATH=str(PROJECT), GGML_NO_BACKTRACE="1")  # ggml would attach gdb on a crash
-    if library.endswith("-asan"):
+    folder = LIBRARIES[library] if isinstance(library, str) else library
+    if str(library).endswith("-asan") or "-asan" in folder.parts[-2]:
         env.update(LD_PRELOAD=f"{runtime('libasan.so')} {runtime('libstdc++.so.6')}",
                    ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86" + asan,
                    LSAN_OPTIONS=f"suppressions={PROJECT / 'tests' / 'sanitizer' / 'lsan.supp'}:exitcode=87")
-    return subprocess.run([sys.executable, str(DRIVER), str(LIBRARIES[library]), *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, str(driver), str(folder), *map(str, args)], capture_output=True,
                           text=True, env=env, timeout=900, cwd=PROJECT)
 
 

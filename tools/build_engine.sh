@@ -10,11 +10,13 @@
 #                                           fixed-NAME  with only the patches in PATCHES (to measure each patch)
 #                                           ...-asan    any of these with AddressSanitizer + LeakSanitizer
 #                                           ...-tsan    any of these with ThreadSanitizer
-#                                           (every variant but stock in build/engines/VARIANT/)
+#                                           (every variant but stock in build/engines/VARIANT/, or in
+#                                           $CHATLLM_VARIANTS_DIR/VARIANT/, where the engine also looks)
 #
 # Sanitizer variants compile libchatllm at -O1 -g with only the model files in SANITIZE_MODELS (default: Qwen3-ASR's,
 # models/qwen.cpp and models/qwen_asr.cpp; the Makefile adds the model matrix's; "all" for every model); see
 # tools/sanitize.cmake.
+# CHATLLM_DIR=/a/checkout builds another chatllm.cpp (e.g. an older commit) instead of the submodule.
 # Environment: BUILD_THREADS (default: cores), BUILD_TYPE (Release), CCACHE=0 (do not use ccache even where it is
 # installed). chatllm.cpp's own CMakeLists already compiles its C++ with -g, so native traces get symbols and lines.
 # Each build writes <dir>/build/asrbench-variant.json: what was built from what, read into every run's metadata.
@@ -36,7 +38,7 @@ have_source() { [ -f "$SOURCE/CMakeLists.txt" ]; }
 source_origin() {  # how chatllm.cpp/ came to hold its source: the submodule's commit, or the checked archive
   if [ -f "$SOURCE/.asrbench-archive" ]; then cat "$SOURCE/.asrbench-archive"
   elif git -C "$SOURCE" rev-parse --show-toplevel 2>/dev/null | grep -qx "$(cd "$SOURCE" && pwd -P)"; then
-    echo "submodule $(git -C "$SOURCE" rev-parse HEAD)"
+    echo "$([ "$SOURCE" = chatllm.cpp ] && echo submodule || echo git) $(git -C "$SOURCE" rev-parse HEAD)"
   else echo "folder $(cd "$SOURCE" && pwd -P)"; fi
 }
 
@@ -68,7 +70,7 @@ sha256() { sha256sum "$1" | cut -d' ' -f1; }
 variant_dir() {  # where a variant's chatllm.cpp folder is
   case "$1" in
     stock) echo "$SOURCE" ;;
-    fixed|stock-[at]san|fixed-[a-z0-9]*) echo "build/engines/$1/chatllm.cpp" ;;
+    fixed|stock-[at]san|fixed-[a-z0-9]*) echo "${CHATLLM_VARIANTS_DIR:-build/engines}/$1/chatllm.cpp" ;;
     *) die "unknown variant '$1': choose stock, fixed, fixed-NNNN, with -asan or -tsan (e.g. fixed-tsan)" ;;
   esac
 }

@@ -14,7 +14,8 @@ written by tools/make_matrix.py), driven through chatllm.cpp's own binding, unde
         N times create ROW, answer, destroy, malloc_trim(0); print the RssAnon (kB) after each as `rss_anon: [...]`
 
 Each answer is printed as `output ROW: TEXT` (an embedding as its first 6 values, rounded to 5 digits), each destroy as
-`destroy ROW returned N`, so the caller can compare libraries and read what happened.
+`destroy ROW returned N` (through ChatLLM.destroy(), or on the released binding, which has none, chatllm_destroy),
+so the caller can compare libraries and read what happened.
 """
 
 import ctypes
@@ -52,7 +53,7 @@ class Model:
             def callback_print_log(self, s: str) -> None:
                 pass
 
-        self.row = row
+        self.row, self.lib = row, lib
         args = ["-m", str(MATRIX / row["file"]), "-t", "0", "--max_new_tokens", str(NEW_TOKENS), "--seed", "1",
                 *row.get("run_args", [])]
         self.llm = Collect(lib, args)
@@ -60,7 +61,8 @@ class Model:
     def answer(self) -> str:
         row = self.row
         if row["kind"] == "embedding":
-            return json.dumps([round(v, 5) for v in self.llm.embedding(row["prompt"])[:6]])
+            embed = getattr(self.llm, "embedding", None) or self.llm.text_embedding  # older bindings name it so
+            return json.dumps([round(v, 5) for v in embed(row["prompt"])[:6]])
         prompt = row["prompt"]
         if isinstance(prompt, list):
             prompt = [dict(p, file=str(MATRIX / p["file"])) if isinstance(p, dict) and "file" in p else p
@@ -72,7 +74,13 @@ class Model:
         return text
 
     def destroy(self) -> int:
-        return self.llm.destroy() if hasattr(self.llm, "destroy") else -99
+        """The patched binding's ChatLLM.destroy(); the released binding has none, so its users (and this) call the C
+        API's chatllm_destroy on the object's handle, as asrbench.engines.chatllm does."""
+        if hasattr(self.llm, "destroy"):
+            return self.llm.destroy()
+        destroy = self.lib._lib.chatllm_destroy
+        destroy.argtypes, destroy.restype = [ctypes.c_void_p], ctypes.c_int
+        return destroy(self.llm._chat)
 
 
 def rss_anon_kb() -> int:
