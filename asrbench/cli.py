@@ -132,6 +132,11 @@ def comparison_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, help="iterations to drop before fitting (default: detected)")
     p.add_argument("--leak-threshold", type=number("--leak-threshold"),
                    help="MB/iteration below which significant growth is 'minor' (default 0.05)")
+    p.add_argument("--horizon", type=positive_int("--horizon"),
+                   help="requests every verdict's growth is projected over (default 1000000)")
+    p.add_argument("--budget", type=number("--budget"), metavar="MB",
+                   help="growth a process may accumulate over --horizon requests, e.g. 256: sets the threshold to "
+                        "MB / horizon per request (instead of --leak-threshold)")
     p.add_argument("--until-decided", action="store_true",
                    help="stop each way once its verdict is LEAK or no leak, judged at planned looks; --iterations is the maximum")
     p.add_argument("--min-iterations", type=positive_int("--min-iterations"),
@@ -175,17 +180,32 @@ def concurrency_list(raw: str) -> list[int]:
     return values
 
 
+def threshold(args, horizon: int) -> tuple[float | None, float | None]:
+    """The threshold per request the options ask for, and the budget it came from (None, None: neither given)."""
+    if args.budget is not None and args.leak_threshold is not None:
+        raise UsageError("--budget and --leak-threshold both set the threshold: give one (--budget MB is MB / --horizon "
+                         "per request)")
+    if args.budget is not None:
+        if args.budget <= 0:
+            raise UsageError(f"--budget must be a positive number of MB over --horizon requests, got {args.budget:g}")
+        return args.budget / horizon, args.budget
+    if args.leak_threshold is not None and args.leak_threshold <= 0:
+        raise UsageError(f"--leak-threshold must be a positive number of MB per iteration, got {args.leak_threshold:g}")
+    return args.leak_threshold, None
+
+
 def reanalyse(path: str, args) -> int:
     document = results.load(Path(path))
     if args.warmup is not None:
         document["config"]["warmup"] = args.warmup
-    if args.leak_threshold is not None:
-        if args.leak_threshold <= 0:
-            raise UsageError(f"--leak-threshold must be a positive number of MB per iteration, got {args.leak_threshold:g}")
-        document["config"]["leak_threshold_mb"] = args.leak_threshold
-    results.summarise(document)
+    if args.horizon is not None:
+        document["config"]["horizon"] = args.horizon
+    per_request, budget = threshold(args, document["config"].get("horizon") or 1_000_000)
+    if per_request is not None:
+        document["config"]["leak_threshold_mb"], document["config"]["budget_mb"] = per_request, budget
     folder = Path(path) if Path(path).is_dir() else Path(path).parent
-    native_trace.reanalyse(document, folder)
+    native_trace.reanalyse(document, folder)  # first: the verdict weighs what the trace found (asrbench.evidence)
+    results.summarise(document)
     print(report.printed(document))
     if not args.no_plot and any(document["iterations"].values()):
         print(f"\nplot: {report.plot(document, folder / 'memory.png')}")
@@ -220,8 +240,11 @@ def main_comparison(argv=None) -> int:
                 config.allocators = allocators.parse(args.allocators)
             except allocators.AllocatorError as e:
                 raise UsageError(str(e)) from None
-        if args.leak_threshold is not None:
-            config.leak_threshold_mb = args.leak_threshold
+        if args.horizon is not None:
+            config.horizon = args.horizon
+        per_request, budget = threshold(args, config.horizon)
+        if per_request is not None:
+            config.leak_threshold_mb, config.budget_mb = per_request, budget
         if args.min_iterations is not None and not args.until_decided:
             raise UsageError("--min-iterations only applies with --until-decided: add --until-decided or drop it")
         config.until_decided = args.until_decided

@@ -51,6 +51,8 @@ class RunConfig:
     max_rss_mb: float | None = None
     warmup: int | None = None
     leak_threshold_mb: float = 0.05
+    horizon: int = 1_000_000       # requests a verdict's growth is projected over (asrbench.projection)
+    budget_mb: float | None = None  # --budget: growth allowed over the horizon; sets leak_threshold_mb = budget / horizon
     until_decided: bool = False    # stop each way once its verdict is LEAK or no leak (iterations is then the maximum)
     min_iterations: int = 20       # --until-decided's first look
     synthetic: str = ""
@@ -258,6 +260,8 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
                          f"({config.iterations}, the maximum with --until-decided), got {config.min_iterations}")
     if config.leak_threshold_mb <= 0:
         raise UsageError(f"--leak-threshold must be a positive number of MB per iteration, got {config.leak_threshold_mb:g}")
+    if config.horizon < 1:
+        raise UsageError(f"--horizon must be a positive number of requests, got {config.horizon}")
     if config.timeout_s <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {config.timeout_s}")
     if config.max_rss_mb is not None and config.max_rss_mb < 0:

@@ -5,6 +5,7 @@ import ctypes.util
 import os
 import sys
 import threading
+import time
 import tracemalloc
 
 import psutil
@@ -49,6 +50,23 @@ def malloc_trim() -> bool:
     return bool(trim(0)) if trim else False
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def heap() -> dict | None:
+    """glibc's heap (mallinfo2): in arenas, in use, freed but kept, and in mmap'd chunks, MB; None without glibc's
+    mallinfo2. It walks every free chunk (34 ms with 150,000 of them), so it is read once per way, at its end."""
+    info = getattr(libc, "mallinfo2", None)
+    if info is None:
+        return None
+    info.restype = _MallInfo2
+    m = info()
+    mb = 1024 * 1024
+    return {"arena_mb": m.arena / mb, "in_use_mb": m.uordblks / mb, "free_mb": m.fordblks / mb, "mmap_mb": m.hblkhd / mb}
+
+
 def sample(with_uss: bool = False, trim: bool = False) -> dict:
     """One memory sample. With trim, the figures after malloc_trim(0) are added as *_trimmed_mb."""
     point = read_status()
@@ -56,7 +74,9 @@ def sample(with_uss: bool = False, trim: bool = False) -> dict:
         point["uss_mb"] = unique_set_size_mb()
     point.update(python_heap())
     if trim:
+        started = time.perf_counter()
         malloc_trim()
+        point["trim_ms"] = (time.perf_counter() - started) * 1000
         trimmed = read_status()
         point["rss_trimmed_mb"] = trimmed["rss_mb"]
         point["rss_anon_trimmed_mb"] = trimmed["rss_anon_mb"]

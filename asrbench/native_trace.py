@@ -249,9 +249,11 @@ def analyse(config, run_dir: Path, way: str, flamegraph: bool = True) -> dict:
                 "message": f"the capture {path.name} cannot be read ({e.__class__.__name__}: {e})"}
     rate_iterations = max(len(marks) - 1, 0)  # the last traced iteration's blocks may be freed by the next
     unwritten = _unwritten(path)
-    rows = []
+    rows, every_iteration = [], 0.0
     for (site, via), s in sites.items():
         retained = sum(b for i, (b, _) in s["by_bucket"].items() if i < rate_iterations)
+        if rate_iterations > 0 and all(i in s["by_bucket"] for i in range(rate_iterations)):
+            every_iteration += retained / rate_iterations  # blocks from each traced iteration, all still live
         resident = None if unwritten is None else s["bytes"] - unwritten.get((site, via), 0)
         per_iter = retained / rate_iterations if rate_iterations > 0 else None
         rows.append({"site": site, "via": via, "live_bytes": s["bytes"], "live_blocks": s["blocks"],
@@ -275,6 +277,7 @@ def analyse(config, run_dir: Path, way: str, flamegraph: bool = True) -> dict:
                            sum(r["resident_per_iter"] or 0 for r in rows)),
         blocks_recorded=blocks_total,
         bytes_per_iter=retained_total / rate_iterations if rate_iterations > 0 else None,
+        every_iteration_bytes_per_iter=every_iteration if rate_iterations > 0 else None,
         sites_total=len(rows), sites=rows[:TOP_SITES], analysis_s=round(time.perf_counter() - began, 2))
     if flamegraph:
         report.update(leak_flamegraph(path, flamegraph_file(journal)))

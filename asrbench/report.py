@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from . import projection
 from .allocators import KNOWN_LIBRARIES
 from .native_trace import section as native_trace_section
 from .scheduling import Entry
@@ -13,6 +14,28 @@ def _fmt(value, spec: str = ".1f", unit: str = "") -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return f"{value:{spec}}{unit}"
+
+
+def _horizon(summary: dict, ways: list) -> str:
+    found = next((summary[w]["projection"]["horizon_requests"] for w in ways if summary[w].get("projection")), None)
+    return projection.count(found) if found else "1M"
+
+
+def _projected(t: dict | None) -> str:
+    if not t:
+        return "-"
+    return f"{projection.mb(t['over_horizon_mb'])} [{projection.mb(t['over_horizon_low_mb'])}, " \
+           f"{projection.mb(t['over_horizon_high_mb'])}]"
+
+
+def _per_hour(t: dict | None) -> str:
+    if not t or t["mb_per_hour"] is None:
+        return "-"
+    return f"{projection.mb(t['mb_per_hour'])} at {t['requests_per_hour']:,.0f}/h"
+
+
+def _detectable(t: dict | None) -> str:
+    return projection.mb(t["detectable_over_horizon_mb"])[1:] if t and t["detectable_over_horizon_mb"] is not None else "-"
 
 
 def _pair(a, b, spec=".1f") -> str:
@@ -54,8 +77,10 @@ def table(results: dict, ways: list | None = None) -> str:
         ("lag-1 autocorrelation / effective n",
          [_pair(summary[w]["memory"].get(summary[w]["verdict_metric"], {}).get("autocorrelation"),
                 summary[w]["memory"].get(summary[w]["verdict_metric"], {}).get("n_effective"), ".2f") for w in ways]),
-        ("projected per 1,000 requests (MB)",
-         [_fmt(summary[w]["memory"].get(summary[w]["verdict_metric"], {}).get("per_1000_requests_mb"), "+.0f") for w in ways]),
+        (f"projected per {_horizon(summary, ways)} requests [CI]", [_projected(summary[w].get("projection")) for w in ways]),
+        ("per hour at the rate measured", [_per_hour(summary[w].get("projection")) for w in ways]),
+        (f"smallest growth detectable per {_horizon(summary, ways)}",
+         [_detectable(summary[w].get("projection")) for w in ways]),
         ("load time (s), first / mean", [_pair(summary[w]["load_s"]["first"], summary[w]["load_s"]["mean"], ".2f") for w in ways]),
         ("time to first token (ms), median / p95", [_pair(summary[w]["ttft_ms"]["median"], summary[w]["ttft_ms"]["p95"]) for w in ways]),
         ("request (s), median / p95", [_pair(summary[w]["request_s"]["median"], summary[w]["request_s"]["p95"], ".3f") for w in ways]),

@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from . import consistency, scheduling, stats, text, throughput
+from . import consistency, evidence, projection, scheduling, stats, text, throughput
 from .config import RunConfig
 from .engines.chatllm import DECODING_OPTIONS, decoding_settings
 
@@ -78,11 +78,9 @@ def summarise_way(records: list[dict], warmup: int | None, threshold_mb: float, 
     def spread(key):
         return {"median": stats.median(series(key)), "p95": stats.percentile(series(key), 95)}
 
-    analyses = {
-        metric: stats.analyse(series(metric), numbers, warmup, threshold_mb, planned_looks)
-        for metric in MEMORY_METRICS
-        if any(v is not None for v in series(metric))
-    }
+    present = {metric: series(metric) for metric in MEMORY_METRICS}
+    analyses = stats.analyse_all({metric: values for metric, values in present.items()
+                                  if any(v is not None for v in values)}, numbers, warmup, threshold_mb, planned_looks)
     primary = analyses.get(PRIMARY_METRIC) or analyses.get("rss_mb") or {"n": 0}
     summary = {
         "iterations": len(records),
@@ -147,8 +145,16 @@ def summarise(results: dict) -> dict:
     for way, records in results.get("iterations", {}).items():
         summary = summarise_way(records, warmup, threshold, looks(config))
         results["summary"][way] = summary
-        line = stats.verdict_line(way, summary["memory"].get(summary["verdict_metric"], {"n": 0}))
         status = results.get("ways", {}).get(way, {})
+        decision = evidence.decide(summary, status, threshold)
+        summary.update(verdict=decision["verdict"], verdict_evidence=decision["decided_by"])
+        deciding = summary["memory"].get(decision["decided_by"]) or summary["memory"].get(summary["verdict_metric"], {})
+        summary["projection"] = projection.terms(deciding, config.get("horizon") or projection.HORIZON,
+                                                 projection.requests_per_hour(records))
+        base = stats.verdict_line(way, summary["memory"].get(summary["verdict_metric"], {"n": 0}))
+        grown = projection.phrase(summary["projection"], summary["verdict"])
+        line = evidence.line(way, base + (f" {grown}" if grown and decision["decided_by"] not in
+                                          (evidence.TRIMMED, "native_trace") else ""), decision)
         if status.get("status") == "decided":
             line += f" (decided at iteration {status['iterations_completed']} of at most {config.get('iterations')})"
         elif status.get("status") not in (None, "completed"):

@@ -371,6 +371,8 @@ def compare_ways(config: RunConfig, output: Path, quiet: bool = False, plot: boo
                 records = journal["iterations"]
                 if (journal["end"] or {}).get("served"):
                     ended["served"] = journal["end"]["served"]  # the pool's and threads' own figures
+                if (journal["end"] or {}).get("heap"):
+                    ended["heap"] = journal["end"]["heap"]  # the allocator's heap as the way ended (asrbench.evidence)
             document["iterations"][key] = records[:ended["iterations_completed"]] if ended["status"] == "decided" else records
             if config.trace_native:
                 ended["native_trace"] = native_trace.analyse(config, run_dir, key)

@@ -50,7 +50,7 @@ def run(config: RunConfig, way: str, journal: Journal, share: tuple[int, int] | 
     if (entry.concurrency > 1 and not entry.processes) or instances > 1:  # a pool, or threads: asrbench.scheduling
         served = Served(config, engine, way, journal, sources, requests, peak, trim_after_release,
                         1 if entry.processes else entry.concurrency, instances).run()
-        journal.write("done", iterations=served["requests"], served=served)
+        journal.write("done", iterations=served["requests"], served=served, heap=memory.heap())
         return
     held = []  # the engine object, while this way keeps one
     trace = None
@@ -76,7 +76,7 @@ def run(config: RunConfig, way: str, journal: Journal, share: tuple[int, int] | 
         journal.write("iteration", **step.finish())
     if trace:
         trace.stop()
-    journal.write("done", iterations=len(requests))
+    journal.write("done", iterations=len(requests), heap=memory.heap())
 
 
 def main(argv: list[str]) -> int:

@@ -79,7 +79,9 @@ def test_until_decided_stops_a_leaking_way_at_its_first_look(tmp_path):
         assert looks["checkpoints"] == [20, 30, 45, 68, 100] and (looks["decided_at"], looks["decision"]) == (20, "LEAK")
         assert looks["trend_alpha_per_look"] == pytest.approx(0.002) and looks["confidence_per_look"] == pytest.approx(0.99)
         assert len(doc["iterations"][way]) == 20  # only what the decision saw, though the worker may have run on
-        assert doc["verdicts"][way].endswith("linear (decided at iteration 20 of at most 100)"), doc["verdicts"][way]
+        line = doc["verdicts"][way]  # the slope, its shape, its projection over a million requests, then the look
+        assert " linear = " in line and " per 1M requests " in line, line
+        assert line.endswith("(decided at iteration 20 of at most 100)"), line
     again = results.summarise(results.load(tmp_path / "comparison_results.json"))
     assert again["verdicts"] == doc["verdicts"]
 

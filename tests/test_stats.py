@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from asrbench import stats
-from benchmarks.coverage import NOISE, memory_series
+from benchmarks.interval_coverage import NOISE, memory_series
 
 
 def noisy(slope, n=60, noise=2.0, seed=0, start=100.0):
@@ -192,7 +192,7 @@ def test_the_interval_widens_for_autocorrelated_noise_only():
 
 @pytest.mark.parametrize("kind", NOISE)
 def test_the_interval_holds_the_true_slope_at_least_93_percent_of_the_time(kind):
-    """A seeded subset of benchmarks/coverage.py (which runs 1000 series per cell for the README's table)."""
+    """A seeded subset of benchmarks/interval_coverage.py (which runs 1000 series per cell for the README's table)."""
     for n in (20, 50):
         intervals = [stats.theil_sen(memory_series(kind, n, 0.5, seed))[2:] for seed in range(200)]
         held = sum(low <= 0.5 <= high for low, high in intervals)

@@ -56,7 +56,7 @@ def test_every_iteration_record_has_the_measured_fields(tmp_path):
 def test_the_worker_process_never_loads_the_text_pipeline(tmp_path):
     proc, _ = run_worker(tmp_path, "restart")
     code = ("import sys, runpy; sys.argv=['w', *sys.argv[1:]]; "
-            "import asrbench.worker as w; w.main(sys.argv[1:]); print(sorted(m for m in sys.modules if m in ('jiwer','opencc','cn2an','scipy','pymannkendall')))")
+            "import asrbench.worker as w; w.main(sys.argv[1:]); print(sorted(m for m in sys.modules if m in ('jiwer','opencc','cn2an','scipy','pymannkendall','numba')))")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "config.json"), "restart", str(tmp_path / "x.jsonl")],
                          cwd=PROJECT, capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(PROJECT)))
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

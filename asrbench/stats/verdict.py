@@ -9,14 +9,18 @@ n_eff = n (1 - r) / (1 + r) is the effective sample size Nychka et al. (2000) us
 quantile becomes Student's t with n_eff - 2 degrees of freedom. A short series underestimates its autocorrelation, so
 r is not the estimate but the upper end of its one-sided 90 % confidence bound, tanh(atanh(r) + 1.28 / sqrt(n)).
 (Nychka et al. add 0.68 / sqrt(n) to r instead; with Theil-Sen that held the true slope only 92 % of the time at 20
-iterations of AR(1) noise.) benchmarks/coverage.py measures the coverage; the README has the table.
+iterations of AR(1) noise.) benchmarks/interval_coverage.py measures the coverage; the README has the table.
 """
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pymannkendall
 from scipy import stats
+
+from .slopes import line, median_slope, theilslopes
+from .trend import trend_p_value
 
 NOISE_FLOOR_MB = 0.5   # RSS moves by whole pages and allocator chunks: smaller steps are not a shape
 ALPHA = 0.05           # the slope's interval is 95 %
@@ -53,7 +57,7 @@ def autocorrelation(y, x=None, slope: float | None = None) -> float:
     if len(y) < 3:
         return 0.0
     if slope is None:
-        slope = stats.theilslopes(y, x).slope
+        slope = median_slope(y, x)
     ranks = stats.rankdata(y - slope * x)
     d = ranks - ranks.mean()
     total = float(d @ d)
@@ -82,12 +86,11 @@ def theil_sen(y, x=None, confidence: float = 1 - ALPHA) -> tuple[float, float, f
     y, x = _xy(y, x)
     if len(y) < 2:
         return 0.0, float(y[0]) if len(y) else 0.0, 0.0, 0.0
-    slope = stats.theilslopes(y, x).slope
-    z = interval_z(len(y), autocorrelation(y, x, slope), confidence)
+    z = interval_z(len(y), autocorrelation(y, x, median_slope(y, x)), confidence)
     # Sen's interval with its variance multiplied by n / n_eff and a t quantile is Sen's interval at the normal
-    # quantile z: scipy's own theilslopes, given z's two-sided tail probability (it reads an alpha below 0.5 as that)
-    result = stats.theilslopes(y, x, alpha=2 * stats.norm.sf(z))
-    return float(result.slope), float(result.intercept), float(result.low_slope), float(result.high_slope)
+    # quantile z: scipy's theilslopes, given z's two-sided tail probability (it reads an alpha below 0.5 as that)
+    slope, intercept, low, high = theilslopes(y, x, alpha=2 * stats.norm.sf(z))
+    return float(slope), float(intercept), float(low), float(high)
 
 
 def warmup_cut(y) -> int:
@@ -97,31 +100,13 @@ def warmup_cut(y) -> int:
     if n < 6:
         return 0
     x = np.arange(1, n + 1, dtype=float)
-    line = stats.theilslopes(y[n // 2:], x[n // 2:])
+    slope, intercept = line(y[n // 2:], x[n // 2:])
     # the spread of every sample around that line: autocorrelated noise wanders further than the second half shows
-    residuals = y - (line.intercept + line.slope * x)
+    residuals = y - (intercept + slope * x)
     mad = float(np.median(np.abs(residuals - np.median(residuals))))
     tolerance = max(4 * 1.4826 * mad, NOISE_FLOOR_MB)
-    cut = 0
-    for i in range(n // 3):
-        if abs(y[i] - (line.intercept + line.slope * x[i])) > tolerance:
-            cut = i + 1
-    return cut
-
-
-def trend_p_value(y) -> float:
-    """Mann-Kendall trend test with the Hamed-Rao variance correction, which tolerates autocorrelated series."""
-    y = np.asarray(y, dtype=float)
-    if len(y) < 4 or float(np.ptp(y)) == 0.0:
-        return 1.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        try:
-            p = pymannkendall.hamed_rao_modification_test(y).p
-        except (ZeroDivisionError, ValueError, FloatingPointError):
-            p = None
-        if p is None or math.isnan(p):  # no residual variance to correct for (a perfect line): the plain test
-            p = pymannkendall.original_test(y).p
-    return 1.0 if p is None or math.isnan(p) else float(p)
+    off = np.nonzero(np.abs(y[:n // 3] - (intercept + slope * x[:n // 3])) > tolerance)[0]
+    return int(off[-1]) + 1 if len(off) else 0
 
 
 def growing(y, trend_alpha: float = TREND_ALPHA, confidence: float = 1 - ALPHA) -> bool:
@@ -129,7 +114,7 @@ def growing(y, trend_alpha: float = TREND_ALPHA, confidence: float = 1 - ALPHA) 
     errors above zero, and a net rise. It names a shape; a verdict of growth also needs the interval that allows for
     autocorrelation (theil_sen) above zero."""
     y = np.asarray(y, dtype=float)
-    low = stats.theilslopes(y, np.arange(1, len(y) + 1, dtype=float), alpha=confidence).low_slope
+    low = theilslopes(y, np.arange(1, len(y) + 1, dtype=float), alpha=confidence)[2]
     return trend_p_value(y) < trend_alpha and low > 0 and float(y[-1] - y[0]) > 0
 
 
@@ -146,7 +131,7 @@ def shape(y, trend_alpha: float = TREND_ALPHA, confidence: float = 1 - ALPHA) ->
     tail = y[-max(len(y) // 3, 4):]
     # the last third grows at under a quarter of the whole rate; Theil-Sen shrugs off a few late jumps, so the last
     # third must also not have risen in level. A label only: 'no leak' needs the plateau rule in verdict()
-    if stats.theilslopes(tail).slope < 0.25 * stats.theilslopes(y).slope and _rise(tail) < 0.25 * _rise(y):
+    if median_slope(tail) < 0.25 * median_slope(y) and _rise(tail) < 0.25 * _rise(y):
         return "plateau"
     return "linear"
 
@@ -189,6 +174,7 @@ def analyse(values, iterations=None, warmup: int | None = None, threshold_mb: fl
     analysis = {
         "n": int(len(y)),
         "n_steady": int(len(steady)),
+        "span_iterations": int(xs[-1] - xs[0] + 1) if len(xs) else 0,
         "initial_mb": float(y[0]),
         "final_mb": float(y[-1]),
         "growth_mb": float(y[-1] - y[0]),
@@ -210,6 +196,21 @@ def analyse(values, iterations=None, warmup: int | None = None, threshold_mb: fl
     }
     analysis.update(verdict(steady, xs, analysis))
     return analysis
+
+
+PARALLEL_FROM = 20_000  # series at least this long are analysed side by side, one thread per core (the kernels
+                       # release the GIL)
+
+
+def analyse_all(named: dict, iterations=None, warmup: int | None = None, threshold_mb: float = 0.05,
+                looks: int = 1) -> dict:
+    """analyse() of every series in `named` (name -> values at the same iterations)."""
+    longest = max((len(v) for v in named.values()), default=0)
+    if longest < PARALLEL_FROM or len(named) < 2:
+        return {name: analyse(v, iterations, warmup, threshold_mb, looks) for name, v in named.items()}
+    with ThreadPoolExecutor(max_workers=min(len(named), os.cpu_count() or 1)) as pool:
+        futures = {name: pool.submit(analyse, v, iterations, warmup, threshold_mb, looks) for name, v in named.items()}
+        return {name: f.result() for name, f in futures.items()}
 
 
 def verdict(steady, xs, a: dict) -> dict:

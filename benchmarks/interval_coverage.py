@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Does the slope's 95 % interval hold the true slope, and do --until-decided's looks keep their error rates?
 
-    python benchmarks/coverage.py [--seeds 400]
+    python benchmarks/interval_coverage.py [--seeds 400]
 
 Seeded memory series with a known slope under three kinds of noise a process's memory shows:
 
