@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -28,6 +29,18 @@ def positive_int(name: str):
         except UsageError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
     return parse
+
+
+DURATION_CAP = 10_000_000  # --duration without --iterations: a cap no 2-core run reaches in a day at 1 ms each
+
+
+def duration(raw: str) -> float:
+    """'90', '90s', '30m', '2h', '1h30m' -> seconds."""
+    found = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", raw or "")
+    if not raw or not found or not any(found.groups()):
+        raise argparse.ArgumentTypeError(f"--duration must be a length of time such as 90s, 30m, 2h or 1h30m, got {raw!r}")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in found.groups())
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def number(name: str):
@@ -117,7 +130,10 @@ def default_max_rss_mb() -> float:
 def comparison_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="run_comparison.py",
                       description="Does memory grow over repeated transcriptions? recreate vs restart, each in its own process.")
-    p.add_argument("--iterations", type=positive_int("--iterations"), default=100, help="iterations per way (default 100)")
+    p.add_argument("--iterations", type=positive_int("--iterations"),
+                   help=f"iterations per way (default 100; with --duration, the cap, default {DURATION_CAP:,})")
+    p.add_argument("--duration", type=duration, metavar="TIME",
+                   help="run each way until this much wall-clock time has passed, e.g. 90s, 30m, 2h, 1h30m")
     p.add_argument("--ways", default=",".join(WAYS), help="comma-separated: recreate,restart (default both)")
     engine_options(p)
     p.add_argument("--output", default=str(PROJECT_DIR / "results"), help="results folder (default results/)")
@@ -223,7 +239,8 @@ def main_comparison(argv=None) -> int:
         if args.report:
             return reanalyse(args.report, args)
         config = base_config(args)
-        config.iterations = args.iterations
+        config.iterations = args.iterations or (DURATION_CAP if args.duration else 100)
+        config.duration_s = args.duration
         config.ways = [w.strip() for w in args.ways.split(",") if w.strip()]
         config.timeout_s = args.timeout
         config.max_rss_mb, config.max_rss_mb_why = ((args.max_rss_mb or None, "--max-rss-mb") if args.max_rss_mb is not None

@@ -52,6 +52,7 @@ class RunConfig:
     warmup: int | None = None
     leak_threshold_mb: float = 0.05
     horizon: int = 1_000_000       # requests a verdict's growth is projected over (asrbench.projection)
+    duration_s: float | None = None  # --duration: each way runs until this much wall-clock time (iterations: the cap)
     budget_mb: float | None = None  # --budget: growth allowed over the horizon; sets leak_threshold_mb = budget / horizon
     until_decided: bool = False    # stop each way once its verdict is LEAK or no leak (iterations is then the maximum)
     min_iterations: int = 20       # --until-decided's first look
@@ -260,6 +261,8 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
                          f"({config.iterations}, the maximum with --until-decided), got {config.min_iterations}")
     if config.leak_threshold_mb <= 0:
         raise UsageError(f"--leak-threshold must be a positive number of MB per iteration, got {config.leak_threshold_mb:g}")
+    if config.duration_s is not None and config.duration_s <= 0:
+        raise UsageError(f"--duration must be a positive length of time (e.g. 90s, 30m, 2h), got {config.duration_s:g} s")
     if config.horizon < 1:
         raise UsageError(f"--horizon must be a positive number of requests, got {config.horizon}")
     if config.timeout_s <= 0:
@@ -322,6 +325,9 @@ def check_serving(config: RunConfig) -> None:
     if config.instances is not None and config.instances > 1 and "restart" not in config.ways:
         raise UsageError("--instances sets the pool restart keeps; recreate creates an instance per request (with "
                          "--concurrency C, up to C at once): add restart to --ways, or drop --instances")
+    if several and config.duration_s:
+        raise UsageError("--duration runs one request at a time until its time is up: drop --instances and "
+                         "--concurrency, or give --iterations instead")
     if several and config.trace_native:
         raise UsageError("--trace-native attributes memory to one request at a time: drop --instances and --concurrency "
                          "for a traced run")

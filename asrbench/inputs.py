@@ -4,6 +4,7 @@ A service sees clips of many lengths, and engines size their compute buffers by 
 memory can step up whenever a longer clip arrives. One clip sent again and again never shows that.
 """
 
+import itertools
 import random
 from pathlib import Path
 
@@ -34,19 +35,22 @@ def expand(specs) -> list[Path]:
     return files
 
 
-def schedule(count: int, iterations: int, order: str = "cycle", seed: int = 0) -> list[int]:
-    """The index of the file each iteration sends (0-based, one per iteration).
+def sequence(count: int, order: str = "cycle", seed: int = 0):
+    """The index of the file each iteration sends (0-based), without end: a run of --duration does not know how many
+    iterations it will take, and a list of ten million would cost the worker what it measures.
 
     Both orders send every file once per cycle, so each file gets its share however many iterations run; a shuffle
     with the same seed is the same sequence on every run and in every way."""
     if order not in ORDERS:
         raise InputError(f"unknown input order {order!r}: choose {' or '.join(ORDERS)}")
-    if order == "cycle":
-        return [i % count for i in range(iterations)]
     rng = random.Random(seed)
-    sequence = []
-    while len(sequence) < iterations:
+    while True:
         cycle = list(range(count))
-        rng.shuffle(cycle)
-        sequence += cycle
-    return sequence[:iterations]
+        if order == "shuffle":
+            rng.shuffle(cycle)
+        yield from cycle
+
+
+def schedule(count: int, iterations: int, order: str = "cycle", seed: int = 0) -> list[int]:
+    """The first `iterations` of sequence(), as a list."""
+    return list(itertools.islice(sequence(count, order, seed), iterations))

@@ -43,6 +43,8 @@ def terms(analysis: dict, horizon: int, per_hour: float | None) -> dict | None:
     """Slope per request (KB), over the horizon (MB, with its interval), per hour (MB) and the detectable slope."""
     if not analysis.get("n"):
         return None
+    if analysis.get("decided_by") == "troughs":  # a series in cycles grows as its troughs do
+        analysis = analysis["cycle"]["troughs"]
     slope, low, high = analysis["slope_mb_per_iter"], analysis["slope_low"], analysis["slope_high"]
     smallest = detectable(analysis)
     return {"horizon_requests": horizon, "kb_per_request": slope * 1024,

@@ -4,6 +4,7 @@ A worker's journal (JSON lines) is the raw material; everything in the summary c
 iterations alone, so a file written by hand with just `iteration` and `rss_mb` per record can be analysed too.
 """
 
+import gzip
 import json
 import os
 import tempfile
@@ -13,7 +14,10 @@ from . import consistency, evidence, projection, scheduling, stats, text, throug
 from .config import RunConfig
 from .engines.chatllm import DECODING_OPTIONS, decoding_settings
 
-SCHEMA_VERSION = 2  # 2: verdict 'undecided', intervals that allow for autocorrelation, --until-decided; 1 is still read
+SCHEMA_VERSION = 3  # 3: long runs' whole series in SERIES_FILE, a sample in the JSON; 2: verdict 'undecided',
+                    # intervals that allow for autocorrelation, --until-decided; 1 and 2 are still read
+SERIES_FILE = "iterations.jsonl.gz"
+KEPT = 2000  # records per way the JSON keeps of a longer way (its whole series is in SERIES_FILE)
 MEMORY_METRICS = ("rss_mb", "rss_anon_mb", "rss_file_mb", "uss_mb", "rss_anon_trimmed_mb", "py_traced_mb")
 PRIMARY_METRIC = "rss_anon_mb"  # model weights are read into anonymous memory, so a leak shows here
 
@@ -279,19 +283,60 @@ def summarise_traffic(results: dict) -> None:
         results["allocator_matrix"] = allocator_matrix(results)
 
 
+def sample_of(records: list, kept: int = KEPT) -> list:
+    """At most `kept` records, evenly spaced, the first and the last among them."""
+    if len(records) <= kept:
+        return records
+    step = (len(records) - 1) / (kept - 1)
+    return [records[round(i * step)] for i in range(kept)]
+
+
 def write_atomically(path: Path, document: dict) -> None:
     """Temporary file in the same folder, then rename: a reader never sees half a file.
 
-    mkstemp makes the file readable by its owner only; it gets the mode any new file gets (0666 less the umask), so
-    that results written by a container running as root stay readable on the host, as the run's other files are."""
+    A way of more than KEPT iterations puts its whole series in SERIES_FILE beside the results file (gzip'd JSON
+    lines, one [run key, record] each) and keeps an evenly spaced sample of KEPT records in the JSON, which stays a
+    few MB however long the run; load() puts the whole series back. mkstemp makes the file readable by its owner
+    only; it gets the mode any new file gets (0666 less the umask), so that results written by a container running as
+    root stay readable on the host, as the run's other files are."""
     path = Path(path)
+    iterations = document.get("iterations") or {}
+    if any(len(records) > KEPT for records in iterations.values()):
+        _write(path.parent / SERIES_FILE, lambda f: _series(f, iterations), binary=True)
+        document = {**document, "iterations": {key: sample_of(records) for key, records in iterations.items()},
+                    "series": {"file": SERIES_FILE, "format": "gzip JSON lines, one [run key, record] per iteration",
+                               "iterations": {key: len(records) for key, records in iterations.items()},
+                               "kept_in_json": {key: min(len(records), KEPT) for key, records in iterations.items()}}}
+    else:
+        document = {k: v for k, v in document.items() if k != "series"}
+    _write(path, lambda f: json.dump(document, f, ensure_ascii=False, indent=1))
+
+
+def _series(f, iterations: dict) -> None:
+    with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=1, mtime=0) as z:
+        for key, records in iterations.items():
+            for record in records:
+                z.write(json.dumps([key, record], ensure_ascii=False).encode("utf-8") + b"\n")
+
+
+def read_series(path: Path) -> dict:
+    """The whole series of every way from a SERIES_FILE."""
+    found = {}
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            key, record = json.loads(line)
+            found.setdefault(key, []).append(record)
+    return found
+
+
+def _write(path: Path, write, binary: bool = False) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         umask = os.umask(0o022)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(document, f, ensure_ascii=False, indent=1)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -333,6 +378,21 @@ def load(path: Path) -> dict:
         raise ResultsError(f"{path} has schema_version {version!r}, not a version number: set it to 1 or {SCHEMA_VERSION}")
     if version > SCHEMA_VERSION:
         raise ResultsError(f"{path} is schema_version {version}; this tool reads up to {SCHEMA_VERSION}: update it")
+    if document.get("series"):
+        side = path.parent / document["series"]["file"]
+        try:
+            whole = read_series(side)
+        except FileNotFoundError:
+            raise ResultsError(f"{path} keeps a sample of its iterations; the whole series is in {side.name} beside "
+                               f"it, which is missing: copy {side.name} with the results file") from None
+        except (OSError, EOFError, ValueError) as e:
+            raise ResultsError(f"{side} cannot be read ({e}): the whole series of {path.name} is lost") from None
+        counts = {key: len(records) for key, records in whole.items()}
+        if counts != document["series"]["iterations"]:
+            raise ResultsError(f"{side.name} holds {counts} iterations, {path.name} says {document['series']['iterations']}"
+                               f": the two files are from different runs")
+        document["iterations"] = whole
+        document.pop("series")
     for way, records in document["iterations"].items():
         if not isinstance(records, list) or not all(isinstance(r, dict) and "rss_mb" in r for r in records):
             raise ResultsError(f"{path}: iterations.{way} must be a list of records, each with at least rss_mb")

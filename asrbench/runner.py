@@ -36,7 +36,7 @@ class JournalTail:
     """Reads the whole lines a worker has appended since the last look."""
 
     def __init__(self, path: Path):
-        self.path, self.offset, self.events = path, 0, []
+        self.path, self.offset, self.events, self.done = path, 0, [], False
 
     def read(self) -> list[dict]:
         try:
@@ -48,8 +48,25 @@ class JournalTail:
         whole = data[: data.rfind(b"\n") + 1]
         self.offset += len(whole)
         new = [json.loads(line) for line in whole.splitlines() if line.strip()]
-        self.events += new
+        for event in new:
+            # each iteration's 'unfinished' record matters only while it is the last: a long run keeps one, not all
+            if event["event"] == "unfinished" and self.events and self.events[-1]["event"] == "unfinished":
+                self.events[-1] = event
+            elif event["event"] == "iteration" and self.events and self.events[-1]["event"] == "unfinished":
+                self.events[-1] = event
+            else:
+                self.events.append(event)
+            self.done = self.done or event["event"] == "done"
         return new
+
+
+def clock(seconds: float) -> str:
+    """45 s, 3 min 20 s, 2 h 05 min."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def signal_name(number: int) -> str:
@@ -72,17 +89,45 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
 
 
 class Progress:
-    """One status line rewritten in place, only on an interactive terminal and never with --quiet."""
+    """How a way is getting on: on an interactive terminal one line rewritten in place (at most 10 times a second),
+    elsewhere (a CI log, a file) one line a minute once a way has run that long; never with --quiet. Each gives the
+    rate over the last minute and the time left: to the last iteration, or to the end of --duration."""
 
-    def __init__(self, quiet: bool):
+    REFRESH_S, LOG_EVERY_S, WINDOW_S = 0.1, 60.0, 60.0
+
+    def __init__(self, quiet: bool, duration_s: float | None = None):
         self.live = not quiet and sys.stderr.isatty()
-        self.quiet = quiet
+        self.quiet, self.duration_s = quiet, duration_s
+        self.way, self.started, self.shown, self.recent = None, 0.0, 0.0, []
 
     def update(self, way: str, total: int, record: dict) -> None:
+        now = time.monotonic()
+        if way != self.way:
+            self.way, self.started, self.shown, self.recent = way, now, now, []
+        self.recent.append((now, record["iteration"]))
+        while self.recent and now - self.recent[0][0] > self.WINDOW_S:
+            self.recent.pop(0)
+        if self.quiet or now - self.shown < (self.REFRESH_S if self.live else self.LOG_EVERY_S):
+            return
+        self.shown = now
+        line = (f"{way}: iteration {record['iteration']:,}/{total:,}{self.pace(now, record['iteration'], total)}"
+                f"  RSS {record['rss_mb']:.0f} MB  RssAnon {record['rss_anon_mb']:.0f} MB"
+                f"  request {record.get('request_s') or 0:.2f} s")
         if self.live:
-            sys.stderr.write(f"\r{way}: iteration {record['iteration']}/{total}  RSS {record['rss_mb']:.0f} MB"
-                             f"  RssAnon {record['rss_anon_mb']:.0f} MB  request {record.get('request_s') or 0:.2f} s   ")
+            sys.stderr.write(f"\r{line}   ")
             sys.stderr.flush()
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def pace(self, now: float, at: int, total: int) -> str:
+        """'  412/s, 3 min 20 s left' from the last minute's iterations."""
+        if len(self.recent) < 2 or self.recent[-1][0] <= self.recent[0][0]:
+            return ""
+        rate = (self.recent[-1][1] - self.recent[0][1]) / (self.recent[-1][0] - self.recent[0][0])
+        left = (total - at) / rate if rate > 0 else None
+        if self.duration_s:
+            left = min(left, self.duration_s - (now - self.started)) if left is not None else None
+        return f"  {rate:,.1f}/s" + (f", {clock(max(left, 0))} left" if left is not None else "")
 
     def done(self, way: str, outcome: dict) -> None:
         if self.live:
@@ -176,8 +221,7 @@ def run_way(config: RunConfig, entry: Entry, run_dir: Path, progress: Progress, 
             break
         if all(code is not None for code in returncodes):
             break
-        if group > 1 and any(code not in (None, 0) and not any(e["event"] == "done" for e in tail.events)
-                             for code, tail in zip(returncodes, tails)):
+        if group > 1 and any(code not in (None, 0) and not tail.done for code, tail in zip(returncodes, tails)):
             break  # one process of the group died before its last request: the others are stopped below, their
                    # iterations kept (one that died at exit, after its work, is left to the others)
         if interrupt.signum:
@@ -297,7 +341,9 @@ def outcome(returncode: int, events: list[dict], stopped, last_rss, total: int, 
     elif error:
         result.update(status="error", message=f"error at iteration {error.get('iteration') or at}: {error['type']}: {error['message']}")
     elif finished and returncode == 0:
-        result.update(status="completed", message=f"completed {done} iterations")
+        ended = next(e for e in events if e["event"] == "done")
+        result.update(status="completed", message=f"completed {done} iterations" + (
+            f" in its --duration of {clock(ended['seconds'])}" if ended.get("reason") == "duration" else ""))
     elif finished:
         how = signal_name(-returncode) if returncode < 0 else f"exit code {returncode}"
         result.update(status="completed", exit_crash=how,
@@ -337,10 +383,14 @@ def save(document: dict, run_dir: Path, output: Path) -> Path:
     """The run's own results file, then a copy at OUTPUT/comparison_results.json for the latest run."""
     path = run_dir / "comparison_results.json"
     results.write_atomically(path, document)
-    latest = output / "comparison_results.json"
-    tmp = output / ".comparison_results.json.tmp"
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, latest)
+    names = ["comparison_results.json"] + ([results.SERIES_FILE] if (run_dir / results.SERIES_FILE).is_file() and
+                                           any(len(r) > results.KEPT for r in document["iterations"].values()) else [])
+    for name in names:  # the latest run's files, side by side as in its folder
+        tmp = output / f".{name}.tmp"
+        shutil.copyfile(run_dir / name, tmp)
+        os.replace(tmp, output / name)
+    if len(names) == 1 and (output / results.SERIES_FILE).is_file():
+        os.unlink(output / results.SERIES_FILE)  # an earlier long run's series, which this results file does not use
     return path
 
 
@@ -352,7 +402,7 @@ def compare_ways(config: RunConfig, output: Path, quiet: bool = False, plot: boo
                 "metadata": metadata.collect_metadata(config), "config": config.to_dict(), "ways": {}, "iterations": {}}
     interrupt = Interrupt()
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-    progress = Progress(quiet)
+    progress = Progress(quiet, config.duration_s)
     try:
         if consistency.needs_reference(config):
             document["reference_transcripts"] = run_reference(config, run_dir, quiet)

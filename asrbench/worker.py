@@ -9,6 +9,7 @@ happens to this process later, every measured iteration is already on disk. Tran
 by the parent, so the text pipeline's own allocations never show in this process's memory.
 """
 
+import itertools
 import os
 import sys
 import time
@@ -44,10 +45,10 @@ def run(config: RunConfig, way: str, journal: Journal, share: tuple[int, int] | 
                   share=list(share) if share else None)
     release = RELEASE[way]
     sources = config.input_list()
-    plan = inputs.schedule(len(sources), config.iterations, config.input_order, config.input_seed)
-    requests = shard(plan, *share) if share else [(n + 1, source) for n, source in enumerate(plan)]
     instances = instances_of(config, entry)
     if (entry.concurrency > 1 and not entry.processes) or instances > 1:  # a pool, or threads: asrbench.scheduling
+        plan = inputs.schedule(len(sources), config.iterations, config.input_order, config.input_seed)
+        requests = shard(plan, *share) if share else [(n + 1, source) for n, source in enumerate(plan)]
         served = Served(config, engine, way, journal, sources, requests, peak, trim_after_release,
                         1 if entry.processes else entry.concurrency, instances).run()
         journal.write("done", iterations=served["requests"], served=served, heap=memory.heap())
@@ -58,7 +59,13 @@ def run(config: RunConfig, way: str, journal: Journal, share: tuple[int, int] | 
         from .native_trace import WorkerTrace
 
         trace = WorkerTrace(config, journal)
+    plan = itertools.islice(inputs.sequence(len(sources), config.input_order, config.input_seed), config.iterations)
+    requests = ((n + 1, source) for n, source in enumerate(plan) if not share or n % share[1] == share[0] - 1)
+    started, served, reason = time.monotonic(), 0, None
     for number, (request, source) in enumerate(requests, start=1):
+        if config.duration_s and time.monotonic() - started >= config.duration_s:
+            reason = "duration"  # --duration: the way's time is up; the iteration not started is not counted
+            break
         journal.iteration = number
         if trace:
             trace.before_iteration(number)
@@ -74,9 +81,11 @@ def run(config: RunConfig, way: str, journal: Journal, share: tuple[int, int] | 
         journal.write("unfinished", release=release, record=step.record)
         step.release(held[0] if release == "restart" else held.pop(), release)
         journal.write("iteration", **step.finish())
+        served = number
     if trace:
         trace.stop()
-    journal.write("done", iterations=len(requests), heap=memory.heap())
+    journal.write("done", iterations=served, heap=memory.heap(), reason=reason,
+                  seconds=round(time.monotonic() - started, 3))
 
 
 def main(argv: list[str]) -> int:

@@ -8,7 +8,9 @@ Seeded memory series with a known slope under three kinds of noise a process's m
 - independent: a buffer of uniform 0..2 MB held between requests (what the synthetic engine's noise_mb=2 does);
 - AR(1): e_t = 0.8 e_(t-1) + innovation, 1 MB standard deviation (allocator caches that drain slowly);
 - random steps: with probability 0.1 per iteration the level jumps to a new uniform 0..4 MB, plus 0.2 MB of jitter
-  (arenas and pools grabbed and returned in chunks).
+  (arenas and pools grabbed and returned in chunks);
+- and series in cycles (a cache refilled every k requests, a collector's cycle): 20 MB up over each cycle and back
+  down, period 10, or 4 to 10 drawn per series, the slope moving the troughs.
 
 Each series goes through asrbench.stats.analyse exactly as a run's does (warm-up cut included). The first table is
 the share of series whose interval holds the true slope (target: at least 93 %); the second replays
@@ -30,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from asrbench import stats  # noqa: E402
 
 NOISE = ("independent", "AR(1) 0.8", "random steps")
+# memory in cycles: rises by 20 MB over each cycle and falls back (plus 0.2 MB of jitter); the slope moves the troughs
+PERIODIC = ("sawtooth, period 10", "refill, period 4-10")
 
 
 def memory_series(kind: str, n: int, slope: float, seed: int, start: float = 500.0) -> np.ndarray:
@@ -50,8 +54,12 @@ def memory_series(kind: str, n: int, slope: float, seed: int, start: float = 500
                 level = rng.uniform(0, 4)
             noise[i] = level
         noise += rng.uniform(0, 0.2, n)
+    elif kind in PERIODIC:
+        period = 10 if kind.startswith("sawtooth") else int(rng.integers(4, 11))
+        phase = int(rng.integers(0, period))
+        noise = 20 * ((np.arange(n) + phase) % period) / period + rng.uniform(0, 0.2, n)
     else:
-        raise ValueError(f"unknown noise {kind!r}: choose from {', '.join(NOISE)}")
+        raise ValueError(f"unknown noise {kind!r}: choose from {', '.join(NOISE + PERIODIC)}")
     return start + slope * np.arange(1, n + 1) + noise
 
 
@@ -91,6 +99,17 @@ def until_decided(kind: str, slope: float, seeds: range, minimum: int = 20, maxi
     return {"verdicts": count, "mean_iterations": float(np.mean(used)), "looks": looks}
 
 
+def until_decided_table(label: str, kinds, seeds: range, slope_label: str = "true slope") -> None:
+    print(f"| {label} | {slope_label} (MB/iter) | LEAK | no leak | minor growth | undecided at 100 | mean iterations |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for kind in kinds:
+        for slope in (0.0, 0.5):
+            r = until_decided(kind, slope, seeds)
+            v = r["verdicts"]
+            print(f"| {kind} | {slope:g} | {v['LEAK']} | {v['no leak']} | {v['minor growth']} | {v['undecided']} | "
+                  f"{r['mean_iterations']:.1f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=400, help="series per cell (default 400)")
@@ -118,14 +137,20 @@ def main() -> int:
     looks = stats.checkpoints(20, 100)
     print(f"--until-decided replayed on the same series: looks at {looks}, trend test p < {stats.TREND_ALPHA / len(looks):.3g} "
           f"and a {100 * (1 - stats.ALPHA / len(looks)):.3g} % interval at each look, threshold 0.05 MB/iter\n")
-    print("| noise | true slope (MB/iter) | LEAK | no leak | minor growth | undecided at 100 | mean iterations |")
+    until_decided_table("noise", NOISE, seeds)
+    print("\nSeries in cycles (20 MB up over each cycle, then back down), 100 iterations, one look: verdicts per "
+          f"{args.seeds} series\n")
+    print("| cycles | trough slope (MB/iter) | LEAK | no leak | minor growth | undecided | decided by the troughs |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for kind in NOISE:
-        for slope in (0.0, 0.5):
-            r = until_decided(kind, slope, seeds)
-            v = r["verdicts"]
-            print(f"| {kind} | {slope:g} | {v['LEAK']} | {v['no leak']} | {v['minor growth']} | {v['undecided']} | "
-                  f"{r['mean_iterations']:.1f} |")
+    for kind in PERIODIC:
+        for slope in (0.0, 0.1, 0.5):
+            found = [stats.analyse(memory_series(kind, 100, slope, seed)) for seed in seeds]
+            count = {v: sum(a["verdict"] == v for a in found) for v in ("LEAK", "no leak", "minor growth", "undecided")}
+            troughs = sum(a.get("decided_by") == "troughs" for a in found)
+            print(f"| {kind} | {slope:g} | {count['LEAK']} | {count['no leak']} | {count['minor growth']} | "
+                  f"{count['undecided']} | {troughs} |")
+    print("\n--until-decided on the same cycles (looks as above):\n")
+    until_decided_table("cycles", PERIODIC, seeds, "trough slope")
     print(f"\n({args.seeds} series per row; {time.perf_counter() - started:.0f} s)")
     return 0
 

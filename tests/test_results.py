@@ -160,9 +160,34 @@ def test_a_version_1_file_is_read_and_judged_by_todays_rules(tmp_path):
     assert "Theil-Sen [95% CI]" in report.stdout
 
 
-def test_files_are_written_as_version_2():
-    assert results.SCHEMA_VERSION == 2
+def test_files_are_written_as_version_3():
+    assert results.SCHEMA_VERSION == 3
     assert results.summarise(document({"restart": (300.0, 0.0, 12)}))["summary"]["restart"]["memory"]["rss_mb"]["confidence"] == 0.95
+
+
+def test_a_long_way_keeps_a_sample_in_the_json_and_its_whole_series_beside_it(tmp_path):
+    doc = results.summarise(document({"restart": (300.0, 0.001, results.KEPT * 3 + 7), "recreate": (300.0, 0.0, 50)}))
+    path = tmp_path / "comparison_results.json"
+    results.write_atomically(path, doc)
+    written = json.loads(path.read_text())
+    kept = written["iterations"]["restart"]
+    assert len(kept) == results.KEPT and kept[0]["iteration"] == 1 and kept[-1]["iteration"] == results.KEPT * 3 + 7
+    assert len(written["iterations"]["recreate"]) == 50 and written["series"]["file"] == results.SERIES_FILE
+    assert written["series"]["iterations"] == {"restart": results.KEPT * 3 + 7, "recreate": 50}
+    again = results.load(path)
+    assert again["iterations"] == doc["iterations"] and "series" not in again
+    assert results.summarise(again)["verdicts"] == doc["verdicts"]
+    (tmp_path / results.SERIES_FILE).unlink()
+    with pytest.raises(results.ResultsError, match=f"{results.SERIES_FILE} beside it, which is missing"):
+        results.load(path)
+
+
+def test_a_version_2_file_is_still_read(tmp_path):
+    doc = document({"restart": (300.0, 0.0, 30)})
+    doc["schema_version"] = 2
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc))
+    assert results.summarise(results.load(path))["summary"]["restart"]["verdict"] == "no leak"
 
 
 def test_an_interrupted_way_with_two_iterations_says_it_has_too_few():

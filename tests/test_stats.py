@@ -245,3 +245,27 @@ def test_a_look_uses_the_stricter_levels():
     assert (one["confidence"], five["confidence"]) == (0.95, 0.99)
     assert five["trend_alpha"] == pytest.approx(0.002)
     assert five["slope_high"] - five["slope_low"] > one["slope_high"] - one["slope_low"]
+
+
+@pytest.mark.parametrize("kind", ["sawtooth, period 10", "refill, period 4-10"])
+def test_memory_in_cycles_is_judged_by_its_troughs_within_100_iterations(kind):
+    from benchmarks.interval_coverage import memory_series as series
+    for seed in range(5):
+        flat = stats.analyse(series(kind, 100, 0.0, seed))
+        assert flat["verdict"] == "no leak", stats.verdict_line("flat", flat)
+        rising = stats.analyse(series(kind, 100, 0.1, seed))
+        assert rising["verdict"] == "LEAK", stats.verdict_line("rising", rising)
+    line = stats.verdict_line("restart", stats.analyse(series("sawtooth, period 10", 100, 0.0, 0)))
+    assert line.startswith("restart: no leak, troughs of a 10-iteration cycle: ")
+
+
+def test_noise_without_a_cycle_has_no_period():
+    from asrbench.stats import periodic
+    x = np.arange(1, 101, dtype=float)
+    for kind in NOISE:
+        for seed in range(5):
+            assert periodic.period(memory_series(kind, 100, 0.0, seed), x) is None, (kind, seed)
+    saw = 500 + 20 * (np.arange(100) % 7) / 7
+    assert periodic.period(saw, x) == 7
+    y, at = periodic.troughs(saw, x, 7)
+    assert len(y) == 14 and np.all(y == 500) and list(at[:2]) == [1.0, 8.0]

@@ -1,6 +1,7 @@
 """Traffic like a service's: input sets of varied clips, peak RSS per request, and allocator settings."""
 
 import json
+import mmap
 import os
 import shutil
 import subprocess
@@ -118,9 +119,13 @@ def test_where_clear_refs_is_refused_a_sampling_thread_takes_over_and_says_why(t
         assert "clear_refs was refused" in meter.why and "10 ms" in meter.why
         meter.reset()
         before = memory.read_status()["rss_mb"]
-        block = b"x" * (32 << 20)  # written pages, held for several sampling periods, then freed
+        # fresh pages, written, held for several sampling periods, then unmapped: an mmap of its own, since a bytes
+        # object could land in heap this process freed earlier (and RSS would not move)
+        block = mmap.mmap(-1, 32 << 20)
+        for _ in range(32):
+            block.write(b"x" * (1 << 20))
         time.sleep(0.05)
-        del block
+        block.close()
         assert memory.read_status()["rss_mb"] - before < 8
         assert meter.read() - before > 28
     finally:

@@ -6,43 +6,9 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def count_ge_pairs(v):
-    """Pairs a < b with v[a] >= v[b] (a bottom-up merge sort)."""
-    n = v.size
-    a = v.copy()
-    b = np.empty_like(a)
-    total = 0
-    width = 1
-    while width < n:
-        for start in range(0, n, 2 * width):
-            mid = min(start + width, n)
-            end = min(start + 2 * width, n)
-            i, j, k = start, mid, start
-            while i < mid and j < end:
-                if a[i] < a[j]:
-                    b[k] = a[i]
-                    i += 1
-                else:
-                    b[k] = a[j]
-                    total += mid - i
-                    j += 1
-                k += 1
-            while i < mid:
-                b[k] = a[i]
-                i += 1
-                k += 1
-            while j < end:
-                b[k] = a[j]
-                j += 1
-                k += 1
-        a, b = b, a
-        width *= 2
-    return total
-
-
-@njit(cache=True, nogil=True)
-def ge_pairs(v, ids, capacity):
-    """The pairs a < b with v[a] >= v[b], as (ids[a], ids[b]), at most `capacity` of them; and how many there are."""
+def _merge(v, ids, capacity, listing):
+    """A bottom-up merge sort of v counting the pairs a < b with v[a] >= v[b]; when listing, also the first
+    `capacity` of them as (ids[a], ids[b])."""
     n = v.size
     a, ia = v.copy(), ids.copy()
     b, ib = np.empty_like(a), np.empty_like(ia)
@@ -57,26 +23,46 @@ def ge_pairs(v, ids, capacity):
             i, j, k = start, mid, start
             while i < mid and j < end:
                 if a[i] < a[j]:
-                    b[k], ib[k] = a[i], ia[i]
+                    b[k] = a[i]
+                    if listing:
+                        ib[k] = ia[i]
                     i += 1
                 else:
-                    b[k], ib[k] = a[j], ia[j]
-                    for t in range(i, mid):
-                        if found < capacity:
-                            left[found] = ia[t]
-                            right[found] = ia[j]
-                        found += 1
+                    b[k] = a[j]
+                    if listing:
+                        ib[k] = ia[j]
+                        for t in range(i, min(mid, i + capacity - found)):
+                            left[found + t - i] = ia[t]
+                            right[found + t - i] = ia[j]
+                    found += mid - i
                     j += 1
                 k += 1
             while i < mid:
-                b[k], ib[k] = a[i], ia[i]
+                b[k] = a[i]
+                if listing:
+                    ib[k] = ia[i]
                 i += 1
                 k += 1
             while j < end:
-                b[k], ib[k] = a[j], ia[j]
+                b[k] = a[j]
+                if listing:
+                    ib[k] = ia[j]
                 j += 1
                 k += 1
         a, b = b, a
         ia, ib = ib, ia
         width *= 2
-    return left[:min(found, capacity)], right[:min(found, capacity)], found
+    kept = min(found, capacity)
+    return left[:kept], right[:kept], found
+
+
+@njit(cache=True, nogil=True)
+def count_ge_pairs(v):
+    """Pairs a < b with v[a] >= v[b]."""
+    return _merge(v, np.empty(0, np.int64), 0, False)[2]
+
+
+@njit(cache=True, nogil=True)
+def ge_pairs(v, ids, capacity):
+    """The pairs a < b with v[a] >= v[b], as (ids[a], ids[b]), at most `capacity` of them; and how many there are."""
+    return _merge(v, ids, capacity, True)

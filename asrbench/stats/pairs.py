@@ -13,8 +13,12 @@ pymannkendall list them, which costs O(n^2) time and memory (20,000 iterations: 
 
 The comparison r_j <= r_i and the division can disagree for a slope within rounding of t, so each bracket keeps a
 margin of slopes on both sides of the one it looks for; a pair misjudged at a bracket's end then only moves among
-slopes at that end, never the one selected. Small series (up to DIRECT_PAIRS pairs) list every slope, as scipy does, and
-up to SMALL samples numpy counts pairs itself, so numba is not even imported.
+slopes at that end, never the one selected. Slopes that differ only by roundings (a line plus whole-page noise puts a
+million of them within 1e-11 of one another) cannot be told apart by counts: their bracket is widened until its ends
+lie where no slope is, and all of them, up to NEAR_TIES, are listed and selected exactly. Only a series with more near-
+ties than that (a perfectly straight line of over 5,700 samples) gets a slope a few roundings from scipy's. Small
+series (up to DIRECT_PAIRS pairs) list every slope, as scipy does, and up to SMALL samples numpy counts pairs itself,
+so numba is not even imported.
 """
 
 import math
@@ -30,6 +34,7 @@ SMALL = 2_000                # up to this many samples numpy counts pairs direct
 LIST_LIMIT = 4_000_000       # a bracket is narrowed until it holds at most this many slopes (or 8 per sample, if
                              # fewer), which are then listed
 MARGIN = 64                  # slopes kept between the one selected and each end of its bracket
+NEAR_TIES = 16_000_000       # slopes a bracket of near-ties may list (400 MB while it lasts)
 SAMPLE = 2_000_000           # at most this many random pairs (4 per sample) place the first brackets
 
 
@@ -138,7 +143,13 @@ def _select_near(y, x, rank, pending, total, sample, count) -> dict:
     for v in values[repeats >= often][np.argsort(-repeats[repeats >= often])][:3]:
         tied = _tie_counts(y, x, float(v))
         if tied[0] <= rank < tied[1]:
-            return {r: float(v) for r in pending if tied[0] <= r < tied[1]}
+            inside = [r for r in pending if tied[0] <= r < tied[1]]
+            if v == 0 or tied[1] - tied[0] > NEAR_TIES:  # exact for 0; else all lie within rounding of v
+                return {r: float(v) for r in inside}
+            step = 8 * _resolution(y, x, float(v))  # slopes within rounding of v but not v: list them, select exactly
+            near, _ = slopes_between(y, x, float(v) - step, float(v) + step, tied[1] - tied[0] + 16)
+            near.sort()
+            return {r: float(near[min(r - tied[0], len(near) - 1)]) for r in inside}
     step = max(float(sample[-1] - sample[0]), abs(lo), abs(hi), 1e-300)
     while count(lo) > below:  # widen until the bracket holds the rank with its margin (all slopes, at worst)
         lo, step = lo - step, step * 2
@@ -150,33 +161,37 @@ def _select_near(y, x, rank, pending, total, sample, count) -> dict:
     while c_hi - c_lo > limit and hi - lo > resolution:
         share = max(limit / 4, 4 * MARGIN) / (c_hi - c_lo)
         frac = (rank - c_lo) / (c_hi - c_lo)
-        moved = False
-        for t in (lo + (hi - lo) * max(frac - share, 0.0), lo + (hi - lo) * min(frac + share, 1.0)):
-            if lo < t < hi:
-                c = count(t)
-                if c <= below:
-                    lo, c_lo, moved = t, c, True
-                elif c > above:
-                    hi, c_hi, moved = t, c, True
-        if not moved:  # the count is far from linear here: halve each side of the bracket instead
-            for t in (lo + (hi - lo) / 4, lo + (hi - lo) / 2, lo + (hi - lo) * 3 / 4):
+        # pivots around where the rank would be if the count grew linearly; where it does not, the bracket's quarters
+        for fractions in ((max(frac - share, 0.0), min(frac + share, 1.0)), (0.25, 0.5, 0.75)):
+            before = (lo, hi)
+            for t in [lo + (hi - lo) * f for f in fractions]:
                 if lo < t < hi:
                     c = count(t)
                     if c <= below:
-                        lo, c_lo, moved = t, c, True
+                        lo, c_lo = t, c
                     elif c > above:
-                        hi, c_hi, moved = t, c, True
-            if not moved:
-                break  # adjacent floats, or the margins span the bracket: list it as it is
-    capacity = min(c_hi - c_lo, 4 * limit) + 2 * MARGIN + 16
+                        hi, c_hi = t, c
+            if (lo, hi) != before:
+                break
+        else:
+            break  # adjacent floats, or the margins span the bracket: list it as it is
+    near_ties = hi - lo < 8 * resolution
+    if near_ties:  # slopes that differ by roundings: put the ends where no slope is, so that their counts are sure
+        mid = lo + (hi - lo) / 2
+        lo, hi = mid - 8 * resolution, mid + 8 * resolution
+        c_lo, c_hi = count(lo), count(hi)
+    # a bracket the counts cannot narrow holds slopes that agree to within rounding (a perfectly straight series):
+    # up to NEAR_TIES of them are listed and selected exactly; beyond that, the slope at the rank's share of those
+    # listed, at most a few roundings from scipy's
+    capacity = min(c_hi - c_lo, max(4 * limit, NEAR_TIES)) + 2 * MARGIN + 16
     slopes, listed = slopes_between(y, x, lo, hi, capacity)
-    if listed > capacity:  # the listing was cut short: only a bracket of one repeated value gets here
-        if not np.all(slopes == slopes[0]):
-            raise RuntimeError(f"{listed} slopes between {lo!r} and {hi!r} are too many to list")
-        return {r: float(slopes[0]) for r in pending if c_lo <= r < c_hi}
+    if listed > capacity:
+        slopes.sort()
+        return {r: float(slopes[min(int((r - c_lo) / max(c_hi - c_lo, 1) * len(slopes)), len(slopes) - 1)])
+                for r in pending if c_lo <= r < c_hi}
     slopes.sort()
-    low_margin = 0 if c_lo == 0 else MARGIN
-    high_margin = 0 if c_hi == total else MARGIN
+    low_margin = 0 if c_lo == 0 or near_ties else MARGIN
+    high_margin = 0 if c_hi == total or near_ties else MARGIN
     out = {}
     for r in pending:
         at = r - c_lo
@@ -199,7 +214,7 @@ def _tie_counts(y, x, v: float) -> tuple[int, int]:
         at_most = int(count_ge_pairs(y))
         _, tied = np.unique(y, return_counts=True)
         return at_most - int(np.sum(tied.astype(np.int64) * (tied.astype(np.int64) - 1) // 2)), at_most
-    step = 4 * _resolution(y, x, v)
+    step = 8 * _resolution(y, x, v)
     return count_at_most(y, x, v - step), count_at_most(y, x, v + step)
 
 

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import stats
 
+from . import periodic
 from .slopes import line, median_slope, theilslopes
 from .trend import trend_p_value
 
@@ -151,7 +152,8 @@ def checkpoints(minimum: int, maximum: int) -> list[int]:
     return looks + [maximum]
 
 
-def analyse(values, iterations=None, warmup: int | None = None, threshold_mb: float = 0.05, looks: int = 1) -> dict:
+def analyse(values, iterations=None, warmup: int | None = None, threshold_mb: float = 0.05, looks: int = 1,
+            cycles: bool = True) -> dict:
     """Everything the verdict rests on, for one memory series (MB, at the given iteration numbers).
 
     looks: how many times the series is judged (--until-decided); each look spends 1/looks of the trend test's and
@@ -195,7 +197,25 @@ def analyse(values, iterations=None, warmup: int | None = None, threshold_mb: fl
         "threshold_mb_per_iter": threshold_mb,
     }
     analysis.update(verdict(steady, xs, analysis))
+    if cycles and analysis["verdict"] == "undecided" and len(steady) >= 2 * MIN_ITERATIONS:
+        analysis.update(cyclic(steady, xs, threshold_mb, looks))
     return analysis
+
+
+def cyclic(steady, xs, threshold_mb: float, looks: int) -> dict:
+    """An undecided series that runs in cycles is judged by its troughs (asrbench.stats.periodic); {} when it has no
+    clear cycle or its troughs do not decide either."""
+    length = periodic.period(steady, xs)
+    if length is None:
+        return {}
+    ty, tx = periodic.troughs(steady, xs, length)
+    t = analyse(list(ty), list(tx), 0, threshold_mb, looks, cycles=False)
+    found = {"cycle": {"period": length, "troughs": {k: t.get(k) for k in (
+        "n", "verdict", "shape", "slope_mb_per_iter", "slope_low", "slope_high", "trend_p", "confidence", "trend_alpha",
+        "n_steady", "span_iterations", "threshold_mb_per_iter")}}}
+    if t["verdict"] in DECIDED:
+        found.update(verdict=t["verdict"], decided_by="troughs", reason=None, more_iterations=None)
+    return found
 
 
 PARALLEL_FROM = 20_000  # series at least this long are analysed side by side, one thread per core (the kernels
@@ -305,6 +325,11 @@ def verdict_line(way: str, analysis: dict) -> str:
         return f"{way}: LEAK {figures} {analysis['shape']}"
     if verdict == "minor growth":
         return f"{way}: minor growth, {figures} {analysis['shape']} (below the {threshold:g} MB/iter threshold)"
+    if analysis.get("decided_by") == "troughs":
+        cycle = analysis["cycle"]
+        return (f"{way}: {verdict}, troughs of a {cycle['period']}-iteration cycle: "
+                f"{_interval(cycle['troughs'], threshold)} {cycle['troughs']['shape']} (the whole run "
+                f"{analysis['slope_mb_per_iter']:+.3g} MB/iter, undecided)")
     if verdict == "no leak" and analysis.get("decided_by") == "plateau":
         tail = analysis["tail"]
         return (f"{way}: no leak, plateau since iteration {tail['from_iteration']}: {_interval(tail, threshold)} "
