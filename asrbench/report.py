@@ -49,6 +49,7 @@ def table(results: dict, ways: list | None = None) -> str:
     status = results.get("ways", {})
 
     level = _level(summary)
+    meaningless = " (*)" if (results.get("config") or {}).get("seeded_model") else ""  # SEEDED_NOTE
 
     def memory_rows(metric: str, label: str):
         rows = []
@@ -84,10 +85,10 @@ def table(results: dict, ways: list | None = None) -> str:
         ("load time (s), first / mean", [_pair(summary[w]["load_s"]["first"], summary[w]["load_s"]["mean"], ".2f") for w in ways]),
         ("time to first token (ms), median / p95", [_pair(summary[w]["ttft_ms"]["median"], summary[w]["ttft_ms"]["p95"]) for w in ways]),
         ("request (s), median / p95", [_pair(summary[w]["request_s"]["median"], summary[w]["request_s"]["p95"], ".3f") for w in ways]),
-        ("chars/s after first token, mean", [_fmt(summary[w]["chars_per_s_mean"]) for w in ways]),
+        ("chars/s after first token, mean" + meaningless, [_fmt(summary[w]["chars_per_s_mean"]) for w in ways]),
         ("real-time factor, mean", [_fmt(summary[w]["rtf_mean"], ".3f") for w in ways]),
-        ("WER / CER, mean", [_pair(summary[w]["wer_mean"], summary[w]["cer_mean"], ".3f") for w in ways]),
-        ("exact matches", [f"{summary[w]['exact_matches']}/{summary[w]['iterations']}" for w in ways]),
+        ("WER / CER, mean" + meaningless, [_pair(summary[w]["wer_mean"], summary[w]["cer_mean"], ".3f") for w in ways]),
+        ("exact matches" + meaningless, [f"{summary[w]['exact_matches']}/{summary[w]['iterations']}" for w in ways]),
         ("decoding", [decoding_label(summary[w].get("decoding")) for w in ways]),
         ("transcripts differing from own first", [_drift(summary[w].get("transcript_drift")) for w in ways]),
         *([("same as one instance alone", [single_instance_note(summary[w].get("single_instance")) for w in ways])]
@@ -112,8 +113,14 @@ def table(results: dict, ways: list | None = None) -> str:
     lines += [label.ljust(width) + "".join(c.ljust(col) for c in cells) for label, cells in rows]
     lines.append("")
     lines += [results["verdicts"][w] for w in ways]
+    if meaningless:
+        lines.append(SEEDED_NOTE)
     lines += native_trace_section(results)
     return "\n".join(line.rstrip() for line in lines)
+
+
+SEEDED_NOTE = ("(*) the model has seeded random weights (tools/make_model.py): its transcripts, WER/CER, exact matches "
+               "and chars/s mean nothing; its memory, load and request times are those of a model of its size")
 
 
 def peak_rows(summary: dict, ways: list) -> list:

@@ -215,3 +215,15 @@ def test_a_run_judged_at_five_looks_shows_the_stricter_interval_everywhere():
     assert results.checkpoints(doc["config"]) == [20, 30, 45, 68, 100]
     assert summarised["summary"]["restart"]["memory"]["rss_mb"]["confidence"] == pytest.approx(0.99)
     assert "Theil-Sen [99% CI]" in table(summarised)
+
+
+def test_a_seeded_model_s_accuracy_is_marked_meaningless_beside_the_figures():
+    doc = results.summarise(document({"restart": (300.0, 0.0, 12)}))
+    plain = table(doc)
+    assert "WER / CER, mean (*)" not in plain and "seeded random weights" not in plain
+    doc["config"]["seeded_model"] = {"size": "0.6b", "seed": 0, "tool": "tools/make_model.py"}
+    marked = table(doc)
+    for label in ("WER / CER, mean (*)", "exact matches (*)", "chars/s after first token, mean (*)"):
+        assert label in marked
+    assert marked.splitlines()[-1].startswith("(*) the model has seeded random weights") or \
+        "(*) the model has seeded random weights" in marked.split(doc["verdicts"]["restart"])[1]
