@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export BUILD_THREADS CHATLLM_SOURCE_ARCHIVE
 
 .PHONY: setup system-packages python-packages engine-source engines engine engine-fixed engine-asan engine-tsan \
-        engine-stock-tsan models tiny-model seeded-model matrix-models samples test bench side-by-side docker-test
+        engine-stock-tsan models tiny-model seeded-model matrix-models samples test bench side-by-side docker-packages docker-test
 
 setup: system-packages python-packages engine-source
 	@if [ -f chatllm.cpp/CMakeLists.txt ]; then \
@@ -96,5 +96,13 @@ side-by-side:
 # The Docker route for real: a daemon (started and stopped here if none runs), the base image (a local stand-in where no
 # registry is reachable), docker build of the Dockerfile, and the README's docker run with the tiny model, stock and
 # fixed library, results checked on the host. Not part of make test: see the README's Docker section for why.
-docker-test:
+docker-test: docker-packages
 	tools/docker_test.sh
+
+# What docker-test needs on the host, installed as make setup installs its own: Docker (daemon and client) and
+# debootstrap, which builds the base image's stand-in where no registry is reachable
+docker-packages:
+	@command -v docker >/dev/null && command -v dockerd >/dev/null && command -v debootstrap >/dev/null || { \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io debootstrap \
+			>/dev/null; }

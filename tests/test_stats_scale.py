@@ -105,3 +105,15 @@ def test_slopes_that_differ_only_by_rounding_are_still_scipys():
     ours, theirs = stats.theilslopes(y, x, alpha=0.95), scipy_stats.theilslopes(y, x, alpha=0.95)
     assert all(abs(a - b) <= 8 * np.spacing(0.001) for a, b in zip(ours[2:], (theirs[2], theirs[3])))
     assert abs(ours[0] - theirs[0]) <= 8 * np.spacing(0.001)
+
+
+def test_a_read_only_package_caches_the_compiled_kernels_in_a_temporary_folder():
+    import os
+    import subprocess
+    import sys
+    code = ("import os; os.access = lambda *a, **k: False; import numpy as np; from asrbench.stats import kernels; "
+            "print(os.environ['NUMBA_CACHE_DIR'], kernels.count_ge_pairs(np.array([3.0, 1.0, 2.0])))")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0 and out.stdout.split()[0].endswith("asrbench-numba") and out.stdout.split()[1] == "2", \
+        out.stdout + out.stderr

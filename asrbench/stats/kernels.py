@@ -1,8 +1,18 @@
 """The merge sorts behind asrbench.stats.pairs, compiled by numba (imported only for series longer than
 pairs.SMALL). Both release the GIL, so metrics are analysed in threads side by side."""
 
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
-from numba import njit
+
+# numba caches the compiled kernels beside this file; where the package is read-only (an installed image run as
+# another user) it would refuse to compile at all ("no locator available"), so the cache goes to a temporary folder
+if "NUMBA_CACHE_DIR" not in os.environ and not os.access(Path(__file__).parent, os.W_OK):
+    os.environ["NUMBA_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / "asrbench-numba")
+
+from numba import njit  # noqa: E402
 
 
 @njit(cache=True, nogil=True)
