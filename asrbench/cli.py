@@ -216,7 +216,7 @@ def reanalyse(path: str, args) -> int:
         document["config"]["warmup"] = args.warmup
     if args.horizon is not None:
         document["config"]["horizon"] = args.horizon
-    per_request, budget = threshold(args, document["config"].get("horizon") or 1_000_000)
+    per_request, budget = threshold(args, document["config"].get("horizon") or RunConfig.horizon)
     if per_request is not None:
         document["config"]["leak_threshold_mb"], document["config"]["budget_mb"] = per_request, budget
     folder = Path(path) if Path(path).is_dir() else Path(path).parent

@@ -57,8 +57,9 @@ def decide(summary: dict, status: dict, threshold_mb: float) -> dict:
     return decision
 
 
-def line(way: str, base: str, decision: dict) -> str:
-    """The verdict line: RssAnon's own, or the deciding evidence's with RssAnon's beside it."""
+def line(way: str, base: str, grown: str, decision: dict) -> str:
+    """The verdict line: RssAnon's own with its growth in an operator's terms (asrbench.projection), or the deciding
+    evidence's with RssAnon's beside it."""
     if decision["decided_by"] in (TRIMMED, "native_trace"):
         return f"{way}: LEAK, {decision['note']}; RssAnon alone said: {base[len(way) + 2:]}"
-    return base + (f" ({decision['note']})" if decision["note"] else "")
+    return base + (f" {grown}" if grown else "") + (f" ({decision['note']})" if decision["note"] else "")

@@ -155,10 +155,8 @@ def summarise(results: dict) -> dict:
         deciding = summary["memory"].get(decision["decided_by"]) or summary["memory"].get(summary["verdict_metric"], {})
         summary["projection"] = projection.terms(deciding, config.get("horizon") or projection.HORIZON,
                                                  projection.requests_per_hour(records))
-        base = stats.verdict_line(way, summary["memory"].get(summary["verdict_metric"], {"n": 0}))
-        grown = projection.phrase(summary["projection"], summary["verdict"])
-        line = evidence.line(way, base + (f" {grown}" if grown and decision["decided_by"] not in
-                                          (evidence.TRIMMED, "native_trace") else ""), decision)
+        line = evidence.line(way, stats.verdict_line(way, summary["memory"].get(summary["verdict_metric"], {"n": 0})),
+                             projection.phrase(summary["projection"], summary["verdict"]), decision)
         if status.get("status") == "decided":
             line += f" (decided at iteration {status['iterations_completed']} of at most {config.get('iterations')})"
         elif status.get("status") not in (None, "completed"):
@@ -291,18 +289,20 @@ def sample_of(records: list, kept: int = KEPT) -> list:
     return [records[round(i * step)] for i in range(kept)]
 
 
-def write_atomically(path: Path, document: dict) -> None:
+def write_atomically(path: Path, document: dict) -> list[Path]:
     """Temporary file in the same folder, then rename: a reader never sees half a file.
 
     A way of more than KEPT iterations puts its whole series in SERIES_FILE beside the results file (gzip'd JSON
     lines, one [run key, record] each) and keeps an evenly spaced sample of KEPT records in the JSON, which stays a
     few MB however long the run; load() puts the whole series back. mkstemp makes the file readable by its owner
     only; it gets the mode any new file gets (0666 less the umask), so that results written by a container running as
-    root stay readable on the host, as the run's other files are."""
+    root stay readable on the host, as the run's other files are. Returns the files written, the results file first."""
     path = Path(path)
     iterations = document.get("iterations") or {}
+    written = [path]
     if any(len(records) > KEPT for records in iterations.values()):
         _write(path.parent / SERIES_FILE, lambda f: _series(f, iterations), binary=True)
+        written.append(path.parent / SERIES_FILE)
         document = {**document, "iterations": {key: sample_of(records) for key, records in iterations.items()},
                     "series": {"file": SERIES_FILE, "format": "gzip JSON lines, one [run key, record] per iteration",
                                "iterations": {key: len(records) for key, records in iterations.items()},
@@ -310,6 +310,7 @@ def write_atomically(path: Path, document: dict) -> None:
     else:
         document = {k: v for k, v in document.items() if k != "series"}
     _write(path, lambda f: json.dump(document, f, ensure_ascii=False, indent=1))
+    return written
 
 
 def _series(f, iterations: dict) -> None:

@@ -1,5 +1,6 @@
 """Runs each way in its own fresh worker process and watches it: progress, timeout, memory cap, crash, interrupt."""
 
+import collections
 import json
 import os
 import shutil
@@ -50,9 +51,7 @@ class JournalTail:
         new = [json.loads(line) for line in whole.splitlines() if line.strip()]
         for event in new:
             # each iteration's 'unfinished' record matters only while it is the last: a long run keeps one, not all
-            if event["event"] == "unfinished" and self.events and self.events[-1]["event"] == "unfinished":
-                self.events[-1] = event
-            elif event["event"] == "iteration" and self.events and self.events[-1]["event"] == "unfinished":
+            if event["event"] in ("unfinished", "iteration") and self.events and self.events[-1]["event"] == "unfinished":
                 self.events[-1] = event
             else:
                 self.events.append(event)
@@ -98,15 +97,15 @@ class Progress:
     def __init__(self, quiet: bool, duration_s: float | None = None):
         self.live = not quiet and sys.stderr.isatty()
         self.quiet, self.duration_s = quiet, duration_s
-        self.way, self.started, self.shown, self.recent = None, 0.0, 0.0, []
+        self.way, self.started, self.shown, self.recent = None, 0.0, 0.0, collections.deque()
 
     def update(self, way: str, total: int, record: dict) -> None:
         now = time.monotonic()
         if way != self.way:
-            self.way, self.started, self.shown, self.recent = way, now, now, []
+            self.way, self.started, self.shown, self.recent = way, now, now, collections.deque()
         self.recent.append((now, record["iteration"]))
         while self.recent and now - self.recent[0][0] > self.WINDOW_S:
-            self.recent.pop(0)
+            self.recent.popleft()  # a deque: at thousands of iterations a second, a list's pop(0) is the hot path
         if self.quiet or now - self.shown < (self.REFRESH_S if self.live else self.LOG_EVERY_S):
             return
         self.shown = now
@@ -382,9 +381,7 @@ def new_run_dir(output: Path, engine: str) -> Path:
 def save(document: dict, run_dir: Path, output: Path) -> Path:
     """The run's own results file, then a copy at OUTPUT/comparison_results.json for the latest run."""
     path = run_dir / "comparison_results.json"
-    results.write_atomically(path, document)
-    names = ["comparison_results.json"] + ([results.SERIES_FILE] if (run_dir / results.SERIES_FILE).is_file() and
-                                           any(len(r) > results.KEPT for r in document["iterations"].values()) else [])
+    names = [p.name for p in results.write_atomically(path, document)]
     for name in names:  # the latest run's files, side by side as in its folder
         tmp = output / f".{name}.tmp"
         shutil.copyfile(run_dir / name, tmp)

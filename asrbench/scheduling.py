@@ -74,10 +74,15 @@ def instances_of(config, entry: Entry) -> int:
     return 1
 
 
-def shard(plan: list[int], index: int, count: int) -> list[tuple[int, int]]:
+def requests_of(plan, index: int = 1, count: int = 1):
     """(request number from 1, input index) of the requests worker process `index` (from 1) of `count` serves: every
-    count-th request, so each process gets the same mix of inputs."""
-    return [(n + 1, source) for n, source in enumerate(plan) if n % count == index - 1]
+    count-th request, so each process gets the same mix of inputs. Lazy: `plan` may be endless (--duration)."""
+    return ((n + 1, source) for n, source in enumerate(plan) if n % count == index - 1)
+
+
+def shard(plan: list[int], index: int, count: int) -> list[tuple[int, int]]:
+    """requests_of() as a list."""
+    return list(requests_of(plan, index, count))
 
 
 class Served:

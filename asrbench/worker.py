@@ -20,7 +20,7 @@ from . import allocators, inputs, memory
 from .config import RunConfig
 from .engines import open_engine
 from .iteration import Iteration, Journal
-from .scheduling import POOLED, RELEASE, Entry, Served, instances_of, shard
+from .scheduling import POOLED, RELEASE, Entry, Served, instances_of, requests_of, shard
 
 __all__ = ["Iteration", "Journal", "main", "run"]
 
@@ -48,7 +48,7 @@ def run(config: RunConfig, way: str, journal: Journal, share: tuple[int, int] | 
     instances = instances_of(config, entry)
     if (entry.concurrency > 1 and not entry.processes) or instances > 1:  # a pool, or threads: asrbench.scheduling
         plan = inputs.schedule(len(sources), config.iterations, config.input_order, config.input_seed)
-        requests = shard(plan, *share) if share else [(n + 1, source) for n, source in enumerate(plan)]
+        requests = shard(plan, *(share or (1, 1)))
         served = Served(config, engine, way, journal, sources, requests, peak, trim_after_release,
                         1 if entry.processes else entry.concurrency, instances).run()
         journal.write("done", iterations=served["requests"], served=served, heap=memory.heap())
@@ -60,7 +60,7 @@ def run(config: RunConfig, way: str, journal: Journal, share: tuple[int, int] | 
 
         trace = WorkerTrace(config, journal)
     plan = itertools.islice(inputs.sequence(len(sources), config.input_order, config.input_seed), config.iterations)
-    requests = ((n + 1, source) for n, source in enumerate(plan) if not share or n % share[1] == share[0] - 1)
+    requests = requests_of(plan, *(share or (1, 1)))
     started, served, reason = time.monotonic(), 0, None
     for number, (request, source) in enumerate(requests, start=1):
         if config.duration_s and time.monotonic() - started >= config.duration_s:

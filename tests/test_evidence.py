@@ -24,7 +24,8 @@ def test_the_series_after_malloc_trim_overrules_a_flat_rss_anon():
     d = evidence.decide(summary(trimmed={"verdict": "LEAK", "slope_mb_per_iter": 0.5, "slope_low": 0.49,
                                          "slope_high": 0.51, "shape": "linear"}), {}, 0.05)
     assert (d["verdict"], d["decided_by"]) == ("LEAK", "rss_anon_trimmed_mb")
-    assert evidence.line("w", "w: no leak, +0 MB/iter [0, 0] flat", d).startswith("w: LEAK, decided by RssAnon after")
+    assert evidence.line("w", "w: no leak, +0 MB/iter [0, 0] flat", "= +0 MB per 1M", d).startswith(
+        "w: LEAK, decided by RssAnon after")
 
 
 def test_native_blocks_live_from_every_traced_iteration_make_a_leak_at_the_threshold_only():
