@@ -169,6 +169,16 @@ def training_text(words: list[str], state: int) -> list[str]:
     return lines
 
 
+def qwen_vl_config(arch: str, model_type: str, text: dict, vision: dict, ids: dict, family: str, seed: int) -> dict:
+    """config.json around a Qwen3-VL-style text and vision config (Qwen3-VL, Qwen3.5): the image and vision tokens,
+    and the seed that made the checkpoint."""
+    return {"architectures": [arch], "model_type": model_type, "dtype": "float32",
+            "text_config": text, "vision_config": vision, "tie_word_embeddings": False,
+            "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
+            "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
+            "asrbench_seeded": {"family": family, "seed": seed, "tool": f"tools/matrix/{family}.py"}}
+
+
 def qwen_preprocessor_config(vision: dict) -> dict:
     """preprocessor_config.json of Qwen3-VL (and Qwen3.5), for the given vision tower: chatllm.cpp needs its image
     mean and std to build the tower."""

@@ -29,7 +29,7 @@ import json
 import struct
 from pathlib import Path
 
-from _shared import SeededTensors, qwen_preprocessor_config, qwen_vision_blocks, write_square_png, write_tokenizer as qwen_bpe_tokenizer
+from _shared import SeededTensors, qwen_preprocessor_config, qwen_vision_blocks, qwen_vl_config, write_square_png, write_tokenizer as qwen_bpe_tokenizer
 
 FAMILY = "qwen3_5"
 PATH = "E"
@@ -82,12 +82,7 @@ def model_config(vocab_size: int, ids: dict, seed: int) -> dict:
                 rope_parameters=dict(ROPE), mtp_num_hidden_layers=0, mtp_use_dedicated_embeddings=False,
                 tie_word_embeddings=False, use_cache=True, dtype="float32",
                 bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=None)
-    vision = dict(VISION, model_type="qwen3_5_vision")
-    return {"architectures": [ARCH], "model_type": "qwen3_5", "dtype": "float32",
-            "text_config": text, "vision_config": vision, "tie_word_embeddings": False,
-            "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
-            "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
-            "asrbench_seeded": {"family": FAMILY, "seed": seed, "tool": "tools/matrix/qwen3_5.py"}}
+    return qwen_vl_config(ARCH, "qwen3_5", text, dict(VISION, model_type="qwen3_5_vision"), ids, FAMILY, seed)
 
 
 def preprocessor_config() -> dict:

@@ -34,7 +34,7 @@ are then 0 while text tokens' spread around it, so greedy decoding prints text a
 import json
 from pathlib import Path
 
-from _shared import SeededTensors, qwen_preprocessor_config, qwen_vision_blocks, write_square_png, write_tokenizer as qwen_bpe_tokenizer
+from _shared import SeededTensors, qwen_preprocessor_config, qwen_vision_blocks, qwen_vl_config, write_square_png, write_tokenizer as qwen_bpe_tokenizer
 
 FAMILY = "qwen3_vl"
 PATH = "D"
@@ -78,12 +78,7 @@ def model_config(vocab_size: int, ids: dict, seed: int) -> dict:
                 attention_dropout=0.0, initializer_range=0.02, rms_norm_eps=1e-6, rope_theta=ROPE_THETA,
                 rope_scaling=dict(ROPE_SCALING), tie_word_embeddings=False, use_cache=True, dtype="float32",
                 bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"])
-    vision = dict(VISION, model_type="qwen3_vl")
-    return {"architectures": [ARCH], "model_type": "qwen3_vl", "dtype": "float32",
-            "text_config": text, "vision_config": vision, "tie_word_embeddings": False,
-            "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
-            "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
-            "asrbench_seeded": {"family": FAMILY, "seed": seed, "tool": "tools/matrix/qwen3_vl.py"}}
+    return qwen_vl_config(ARCH, "qwen3_vl", text, dict(VISION, model_type="qwen3_vl"), ids, FAMILY, seed)
 
 
 def preprocessor_config() -> dict:
