@@ -11,7 +11,7 @@ standard error being the interval's half-width over its quantile; and never less
 iterations measured, the least RSS can show. Growth that freed heap absorbs shows in neither: asrbench.evidence.
 """
 
-from scipy import stats
+from .stats._scipy import stats
 
 HORIZON = 1_000_000
 POWER = 0.8

@@ -9,7 +9,7 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
-from scipy import stats
+from ._scipy import stats
 
 from . import pairs
 

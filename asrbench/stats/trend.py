@@ -6,7 +6,7 @@ autocorrelation by FFT beyond FFT_FROM samples (pymannkendall's np.correlate is 
 import math
 
 import numpy as np
-from scipy import signal, stats
+from ._scipy import signal, stats
 
 from . import pairs, slopes
 

@@ -17,7 +17,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from scipy import stats
+from ._scipy import stats
 
 from . import periodic
 from .slopes import line, median_slope, theilslopes
