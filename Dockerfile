@@ -11,8 +11,11 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg cmake g++ make git patch \
  && rm -rf /var/lib/apt/lists/*
 
-COPY requirements.txt /opt/asrbench/requirements.txt
-RUN pip install --no-cache-dir -r /opt/asrbench/requirements.txt
+# The runtime dependencies of pyproject.toml (the workspace's code is mounted, not installed)
+COPY pyproject.toml /opt/asrbench/pyproject.toml
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/opt/asrbench/pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > /opt/asrbench/requirements.txt \
+ && pip install --no-cache-dir -r /opt/asrbench/requirements.txt
 
 # matplotlib's config and font cache, built once and writable by any user (docker run --user has no home directory)
 ENV MPLCONFIGDIR=/var/cache/matplotlib

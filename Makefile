@@ -23,9 +23,11 @@ system-packages:
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		ffmpeg espeak-ng imagemagick cmake g++ make git patch ccache libjemalloc2 libtcmalloc-minimal4 >/dev/null
 
+# this checkout, editable, with every extra of pyproject.toml: the asrbench command, the other engines, memray, what the
+# model tools need, the example's library and the test suite's
+EXTRAS ?= whisper,crispasr,trace,models,examples,dev
 python-packages:
-	$(PYTHON) -m pip install -q -r requirements-dev.txt -r requirements-whisper.txt -r requirements-fixture.txt \
-		-r requirements-crispasr.txt
+	$(PYTHON) -m pip install -q -e '.[$(EXTRAS)]'
 
 # The pinned source: the submodule, or the archive CHATLLM_SOURCE_ARCHIVE names (sha256 checked against the pin).
 engine-source:

@@ -14,6 +14,7 @@ from .config import (DEFAULT_AUDIO, DEFAULT_GGUF, DEFAULT_MODEL, ENGINES, PROJEC
                      checked_int, env_int, validate)
 from .engines import EngineError, open_engine
 from .engines.chatllm import DECODING_OPTIONS, library_dir
+from .paths import shown
 from .runner import compare_ways
 
 
@@ -53,14 +54,20 @@ def number(name: str):
 
 
 def engine_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", default="chatllm", help=f"engine to drive: {', '.join(ENGINES)} (default chatllm)")
+    parser.add_argument("--engine", default="chatllm", metavar="NAME|MODULE:CALLABLE|FILE.py[:CALLABLE]",
+                        help=f"engine to drive: a registered name ({', '.join(ENGINES)}, or one an installed package "
+                             f"registers), a factory module:callable, or a file path.py[:callable] (default callable "
+                             f"make_engine; docs/engines.md). Default chatllm")
+    parser.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option handed to the engine's factory as a string, repeatable; recorded in the results "
+                             "(synthetic takes the keys of --synthetic)")
     parser.add_argument("--model", help=f"chatllm.cpp model file or downloader spec such as :qwen3-asr:0.6b "
-                                        f"(default {DEFAULT_MODEL.relative_to(PROJECT_DIR)}); for --engine crispasr a "
-                                        f"GGUF (default {DEFAULT_GGUF.relative_to(PROJECT_DIR)})")
+                                        f"(default {shown(DEFAULT_MODEL)}); for --engine crispasr a "
+                                        f"GGUF (default {shown(DEFAULT_GGUF)})")
     parser.add_argument("--audio", nargs="+", metavar="FILE|FOLDER",
                         help="audio to transcribe (anything ffmpeg reads): one file, several, or a folder (its audio "
                              f"files by name); each file's reference is NAME.txt beside it (default "
-                             f"{DEFAULT_AUDIO.relative_to(PROJECT_DIR)})")
+                             f"{shown(DEFAULT_AUDIO)})")
     parser.add_argument("--reference", help="reference transcript of a single --audio file (default: its name with .txt)")
     parser.add_argument("--threads", help="inference threads (default $INFERENCE_THREADS or the core count)")
     parser.add_argument("--context-length", help="context length (default $CONTEXT_LENGTH or 4096)")
@@ -101,6 +108,7 @@ def base_config(args) -> RunConfig:
         raise UsageError(f"--engine-args cannot be split into options ({e}): quote it as a shell would") from None
     return RunConfig(
         engine=engine,
+        engine_options=option_pairs(args.engine_option),
         engine_args=extra,
         library=library,
         chatllm_dir=str(library_dir(library, args.chatllm_dir or os.environ.get("CHATLLM_DIR") or PROJECT_DIR / "chatllm.cpp")),
@@ -117,6 +125,20 @@ def base_config(args) -> RunConfig:
     )
 
 
+def option_pairs(raw: list[str]) -> dict:
+    """['beam=5', 'lm=x.bin'] -> {'beam': '5', 'lm': 'x.bin'}: each KEY=VALUE once."""
+    options = {}
+    for item in raw:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--engine-option takes KEY=VALUE, got {item!r}: e.g. --engine-option beam=5")
+        if key in options:
+            raise UsageError(f"--engine-option {key} is given twice: give each key once")
+        options[key] = value
+    return options
+
+
 DEFAULT_MAX_RSS_WHY = "default: 75% of the memory available at start"
 
 
@@ -127,8 +149,8 @@ def default_max_rss_mb() -> float:
     return round(psutil.virtual_memory().available / (1024 * 1024) * 0.75)
 
 
-def comparison_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="run_comparison.py",
+def comparison_parser(prog: str = "run_comparison.py") -> argparse.ArgumentParser:
+    p = OneLineParser(prog=prog,
                       description="Does memory grow over repeated transcriptions? recreate vs restart, each in its own process.")
     p.add_argument("--iterations", type=positive_int("--iterations"),
                    help=f"iterations per way (default 100; with --duration, the cap, default {DURATION_CAP:,})")
@@ -210,7 +232,8 @@ def threshold(args, horizon: int) -> tuple[float | None, float | None]:
     return args.leak_threshold, None
 
 
-def reanalyse(path: str, args) -> int:
+def reanalyse(path: str, args, form: str = "text") -> int:
+    """--report FILE (asrbench report): the verdicts again from the iterations recorded, as text or Markdown."""
     document = results.load(Path(path))
     if args.warmup is not None:
         document["config"]["warmup"] = args.warmup
@@ -222,14 +245,21 @@ def reanalyse(path: str, args) -> int:
     folder = Path(path) if Path(path).is_dir() else Path(path).parent
     native_trace.reanalyse(document, folder)  # first: the verdict weighs what the trace found (asrbench.evidence)
     results.summarise(document)
+    drawn = report.plot(document, folder / "memory.png") if not args.no_plot and any(document["iterations"].values()) else None
+    if form == "markdown":
+        from .markdown import render
+
+        shown_plot = drawn or (folder / document["plot"] if document.get("plot") and (folder / document["plot"]).is_file() else None)
+        print(render(document, shown_plot), end="")
+        return 0
     print(report.printed(document))
-    if not args.no_plot and any(document["iterations"].values()):
-        print(f"\nplot: {report.plot(document, folder / 'memory.png')}")
+    if drawn:
+        print(f"\nplot: {drawn}")
     return 0
 
 
-def main_comparison(argv=None) -> int:
-    args = comparison_parser().parse_args(argv)
+def main_comparison(argv=None, prog: str = "run_comparison.py") -> int:
+    args = comparison_parser(prog).parse_args(argv)
     try:
         if args.compare:
             old, new = (results.summarise(results.load(Path(p))) for p in args.compare)
@@ -271,10 +301,10 @@ def main_comparison(argv=None) -> int:
         check_output(output)
         document, code = compare_ways(config, output, quiet=args.quiet, plot=not args.no_plot)
     except (UsageError, results.ResultsError) as e:
-        print(f"run_comparison.py: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before any worker started: nothing measured yet
-        print("run_comparison.py: interrupted before the first worker started", file=sys.stderr)
+        print(f"{prog}: interrupted before the first worker started", file=sys.stderr)
         return 130
     print(report.printed(document))
     if not args.quiet:
@@ -284,20 +314,20 @@ def main_comparison(argv=None) -> int:
     return code
 
 
-def asr_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="run_asr.py", description="Transcribe one file with the benchmark's own engine code, to check a setup.")
+def asr_parser(prog: str = "run_asr.py") -> argparse.ArgumentParser:
+    p = OneLineParser(prog=prog, description="Transcribe one file with the benchmark's own engine code, to check a setup.")
     engine_options(p)
     return p
 
 
-def main_asr(argv=None) -> int:
-    args = asr_parser().parse_args(argv)
+def main_asr(argv=None, prog: str = "run_asr.py") -> int:
+    args = asr_parser(prog).parse_args(argv)
     try:
         config = base_config(args)
         config.ways = ["restart"]
         validate(config, need_reference=bool(args.reference))
         if len(config.inputs) > 1:
-            raise UsageError(f"run_asr.py transcribes one file and --audio gives {len(config.inputs)}: pass one file "
+            raise UsageError(f"{prog} transcribes one file and --audio gives {len(config.inputs)}: pass one file "
                              f"(run_comparison.py sends several)")
         engine = open_engine(config)
         started = time.perf_counter()
@@ -305,10 +335,10 @@ def main_asr(argv=None) -> int:
         load_s = time.perf_counter() - started
         result = engine.transcribe(handle, Path(config.audio))
     except UsageError as e:
-        print(f"run_asr.py: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except EngineError as e:
-        print(f"run_asr.py: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     print(f"transcript:       {result.text}")
     texts = text.score(result.text, config.reference_text, config.language) if config.reference_text else \
@@ -322,11 +352,12 @@ def main_asr(argv=None) -> int:
     described = engine.describe()
     if described.get("decoding"):
         print(f"decoding:         {report.decoding_label(described['decoding'])}")
+    whole = described.get("ttft") or (result.chars and result.chunks == 1)
     ttft = (f"{result.ttft_s * 1000:.0f} ms" if result.ttft_s is not None else
-            "not measured (the engine returns the transcript whole)" if described.get("ttft") else "no output")
+            "not measured (the engine returns the transcript whole)" if whole else "no output")
     print(f"load:             {load_s:.2f} s")
     print(f"first token:      {ttft}; request {result.request_s:.2f} s; audio {config.audio_seconds or 0:.2f} s")
     if not result.ended:
-        print("run_asr.py: error: generation stopped without its end callback", file=sys.stderr)
+        print(f"{prog}: error: generation stopped without its end callback", file=sys.stderr)
         return 1
     return 0

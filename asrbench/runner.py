@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import allocators, consistency, inputs, memory, metadata, native_trace, report, results, scheduling, stats
-from .config import PROJECT_DIR, RunConfig
+from .config import RunConfig
+from .engines import registry
+from .paths import IMPORT_ROOT
 from .scheduling import Entry
 
 POLL_S = 0.2
@@ -185,7 +187,7 @@ class UntilDecided:
 def start_worker(config: RunConfig, key: str, run_dir: Path, journal: Path, log_name: str, allocator: str | None,
                  share: str | None = None) -> subprocess.Popen:
     """A fresh worker process in a session of its own, under the allocator setting when one is given."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(IMPORT_ROOT), os.environ.get("PYTHONPATH")])))
     if allocator:  # set before the worker starts: its malloc variables and preload apply from its first allocation
         env = allocators.environment(allocator, env)
     with open(run_dir / log_name, "wb") as log:
@@ -393,7 +395,7 @@ def save(document: dict, run_dir: Path, output: Path) -> Path:
 
 def compare_ways(config: RunConfig, output: Path, quiet: bool = False, plot: bool = True) -> tuple[dict, int]:
     """Run every way in its own worker, write results as each way ends, and return them with the exit code."""
-    run_dir = new_run_dir(output, config.engine)
+    run_dir = new_run_dir(output, registry.label(config.engine))
     config.save(run_dir / "config.json")
     document = {"schema_version": results.SCHEMA_VERSION, "status": "running", "run_dir": str(run_dir),
                 "metadata": metadata.collect_metadata(config), "config": config.to_dict(), "ways": {}, "iterations": {}}

@@ -86,7 +86,7 @@ def test_an_audio_path_with_shell_characters_cannot_reach_the_shell(tiny_model, 
     assert not list(PROJECT.glob("OWNED*")) and not list(tmp_path.rglob("OWNED*"))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (pip install -r requirements-fixture.txt)")
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed (pip install -e '.[models]')")
 def test_same_seed_writes_the_same_tiny_model(tmp_path):
     if not (CHATLLM_DIR / "convert.py").is_file():
         pytest.skip("chatllm.cpp source missing (make setup)")

@@ -22,9 +22,9 @@ TINY_GGUF_SHA256 = "453d2b52cf64234c20e64d516d44787ca1c959022262258d073f18d3e47c
 SEEDED_TINY = {"seed": 0, "size": "tiny", "tool": "tools/make_model.py"}
 
 has = {name: importlib.util.find_spec(name) is not None for name in ("crispasr", "gguf", "torch")}
-needs_crispasr = pytest.mark.skipif(not has["crispasr"], reason="crispasr not installed (pip install -r requirements-crispasr.txt)")
+needs_crispasr = pytest.mark.skipif(not has["crispasr"], reason="crispasr not installed (pip install -e '.[crispasr]')")
 needs_writer = pytest.mark.skipif(not (has["gguf"] and has["torch"]),
-                                  reason="gguf or torch not installed (pip install -r requirements-crispasr.txt -r requirements-fixture.txt)")
+                                  reason="gguf or torch not installed (pip install -e '.[crispasr,models]')")
 
 
 @pytest.fixture
@@ -182,7 +182,7 @@ def test_a_chatllm_file_is_refused_with_the_fix(tmp_path):
     model.write_bytes(b"ggmm" + bytes(64))
     proc = run_tool("--engine", "crispasr", "--model", model, "--output", tmp_path / "o")
     if not has["crispasr"]:
-        one_line_error(proc, "crispasr is not installed", "requirements-crispasr.txt")
+        one_line_error(proc, "crispasr is not installed", ".[crispasr]")
         return
     one_line_error(proc, "is not a GGUF file", "--engine chatllm", "tools/gguf_from_checkpoint.py")
     one_line_error(run_tool("--engine", "crispasr", "--model", tmp_path / "none.gguf"), "not found", "make tiny-model")
@@ -209,6 +209,6 @@ def test_a_missing_package_is_one_line_with_the_install_command(monkeypatch, tmp
 
     real = importlib.util.find_spec
     monkeypatch.setattr(config.importlib.util, "find_spec", lambda name, *a: None if name == "crispasr" else real(name, *a))
-    with pytest.raises(config.UsageError, match=r"crispasr is not installed \(engine crispasr\): pip install -r "
-                                                 r"requirements-crispasr.txt"):
+    with pytest.raises(config.UsageError, match=r"crispasr is not installed \(engine crispasr\): pip install -e "
+                                                 r"'\.\[crispasr\]'"):
         config.validate(config.RunConfig(engine="crispasr", model=str(tmp_path / "x.gguf"), audio=str(SAMPLE)))

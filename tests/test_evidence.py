@@ -43,7 +43,7 @@ def test_freed_heap_without_other_evidence_is_named_with_the_option_that_separat
 
 
 def test_a_traced_leak_that_rss_anon_does_not_show_ends_leak_and_says_what_decided_it(tmp_path):
-    pytest.importorskip("memray", reason="memray not installed (pip install -r requirements-dev.txt)")
+    pytest.importorskip("memray", reason="memray not installed (pip install -e '.[trace]')")
     proc = synthetic(tmp_path, "--ways", "recreate", "--trace-native", iterations=15,
                      settings="request_leak_mb=0.5,work_ms=5,load_ms=5")
     assert proc.returncode == 0, proc.stderr

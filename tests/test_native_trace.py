@@ -17,7 +17,7 @@ from asrbench import native_trace
 from asrbench.config import RunConfig
 from conftest import PROJECT, results_of, run_tool, synthetic
 
-memray = pytest.importorskip("memray", reason="memray not installed (pip install -r requirements-dev.txt)")
+memray = pytest.importorskip("memray", reason="memray not installed (pip install -e '.[trace]')")
 
 # Iterations long enough (about 30 ms) that memray's 10 ms snapshots place every block in its own iteration.
 STEADY = "work_ms=15,load_ms=10,noise_mb=2"

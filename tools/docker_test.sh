@@ -175,7 +175,7 @@ if [ ! -f chatllm.cpp/CMakeLists.txt ]; then
 fi
 if [ ! -f "$MODEL" ]; then
   say "making $MODEL (make tiny-model)"
-  make -s tiny-model || die "could not write $MODEL: pip install -r requirements-fixture.txt, then make tiny-model"
+  make -s tiny-model || die "could not write $MODEL: pip install -e '.[models]', then make tiny-model"
 fi
 
 # 4. the image -----------------------------------------------------------------------------------------------------

@@ -429,8 +429,7 @@ def main(argv=None) -> int:
     try:
         import gguf  # noqa: F401
     except ImportError:
-        print("gguf_from_checkpoint.py: error: the gguf package is not installed: pip install -r "
-              "requirements-crispasr.txt", file=sys.stderr)
+        print("gguf_from_checkpoint.py: error: the gguf package is not installed: pip install -e '.[crispasr]'", file=sys.stderr)
         return 2
     out = Path(args.out)
     started = time.monotonic()

@@ -300,7 +300,7 @@ def main(argv=None) -> int:
     try:
         import torch  # noqa: F401
     except ImportError:
-        print("make_model.py: error: torch is not installed: pip install -r requirements-fixture.txt", file=sys.stderr)
+        print("make_model.py: error: torch is not installed: pip install -e '.[models]'", file=sys.stderr)
         return 2
     out = Path(args.out or PROJECT_DIR / "models" / spec["out"].format(quant=quant)).resolve()
     gguf_out = None if args.gguf is None else Path(args.gguf or out.with_suffix(".gguf")).resolve()
@@ -308,8 +308,8 @@ def main(argv=None) -> int:
         try:
             import gguf  # noqa: F401
         except ImportError:
-            print("make_model.py: error: the gguf package is not installed (for --gguf): pip install -r "
-                  "requirements-crispasr.txt", file=sys.stderr)
+            print("make_model.py: error: the gguf package is not installed (for --gguf): pip install -e "
+                  "'.[crispasr]'", file=sys.stderr)
             return 2
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .base import EngineError, StreamClock, finish, Transcription
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
+from ..paths import PROJECT_DIR
 MODELS_DIR = PROJECT_DIR / "models"  # where a downloader spec (:qwen3-asr:0.6b) saves
 DEFAULT_VARIANTS_DIR = PROJECT_DIR / "build" / "engines"  # tools/build_engine.sh builds every library but stock here
 # Where the variants are when they were not built in this project folder: the Docker image builds them into itself
@@ -244,3 +244,8 @@ class ChatLLMEngine:
         return {"engine": self.name, "params": self.params, "decoding": self.decoding, "release_via": self.release_via}
 
 
+def make_engine(context) -> ChatLLMEngine:
+    """The registered factory (asrbench.engines.registry): chatllm.cpp with the run's flags."""
+    c = context.config
+    return ChatLLMEngine(c.chatllm_dir, c.model, c.threads, c.context_length, c.language, c.engine_args, c.decoding,
+                         c.max_new_tokens)

@@ -137,7 +137,7 @@ class CrispASREngine:
         try:
             import crispasr
         except ImportError:
-            raise EngineError("crispasr is not installed: pip install -r requirements-crispasr.txt") from None
+            raise EngineError("crispasr is not installed: pip install -e '.[crispasr]'") from None
         self.crispasr = crispasr
         self.model, self.threads, self.language = model, threads, language
         self.max_new_tokens = max_new_tokens or 0  # 0: CrispASR's own bound, 512 tokens
@@ -212,3 +212,13 @@ class CrispASREngine:
             "restart": "nothing to reset: the Session is reused as it is",
             "state_between_calls": STATE_BETWEEN_CALLS,
         }
+
+
+def make_engine(context) -> "CrispASREngine":
+    """The registered factory (asrbench.engines.registry): every file of the input set is decoded now, before anything
+    is measured."""
+    c = context.config
+    engine = CrispASREngine(c.model, c.threads, c.language, c.max_new_tokens, c.decoding)
+    for source in context.inputs:
+        engine.pcm(Path(source))
+    return engine

@@ -212,3 +212,14 @@ class SyntheticEngine:
 
     def describe(self) -> dict:
         return {"engine": self.name, "settings": self.settings.__dict__}
+
+
+def settings_of(config) -> SyntheticSettings:
+    """--synthetic, then each --engine-option (the same keys): ValueError names a bad one."""
+    options = ",".join(f"{key}={value}" for key, value in (config.engine_options or {}).items())
+    return SyntheticSettings.parse(",".join(filter(None, [config.synthetic, options])))
+
+
+def make_engine(context) -> SyntheticEngine:
+    """The registered factory (asrbench.engines.registry)."""
+    return SyntheticEngine(settings_of(context.config))

