@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from . import allocators, inputs, native_trace, report, results, text
-from .config import (DEFAULT_AUDIO, DEFAULT_GGUF, DEFAULT_MODEL, ENGINES, PROJECT_DIR, WAYS, RunConfig, UsageError, check_output,
+from .config import (DEFAULT_AUDIO, DEFAULT_GGUF, DEFAULT_MODEL, PROJECT_DIR, WAYS, RunConfig, UsageError, check_output,
                      checked_int, env_int, validate)
-from .engines import EngineError, open_engine
+from .engines import NAMES as ENGINES, EngineError, open_engine
 from .engines.chatllm import DECODING_OPTIONS, library_dir
 from .paths import shown
 from .runner import compare_ways
@@ -328,7 +328,7 @@ def main_asr(argv=None, prog: str = "run_asr.py") -> int:
         validate(config, need_reference=bool(args.reference))
         if len(config.inputs) > 1:
             raise UsageError(f"{prog} transcribes one file and --audio gives {len(config.inputs)}: pass one file "
-                             f"(run_comparison.py sends several)")
+                             f"({'asrbench run' if prog.startswith('asrbench') else 'run_comparison.py'} sends several)")
         engine = open_engine(config)
         started = time.perf_counter()
         handle = engine.create()

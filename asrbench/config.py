@@ -10,7 +10,7 @@ from pathlib import Path
 from . import allocators, audio, inputs
 from .audio import SAMPLE_RATE
 from .memory import PEAK_METHODS
-from .engines import NAMES as ENGINES, PluginError, registry
+from .engines import PluginError, registry
 from .engines.chatllm import DECODING_OPTIONS, LIBRARIES, known_library, library_path, seeded_model
 from .engines.crispasr import ARCHITECTURES, GGUFError, gguf_metadata, seeded_from as seeded_gguf
 from .engines.synthetic import settings_of as synthetic_settings
@@ -294,7 +294,8 @@ def validate(config: RunConfig, need_reference: bool = True) -> RunConfig:
         try:
             synthetic_settings(config)
         except ValueError as e:
-            raise UsageError(f"--synthetic: {e}" if config.synthetic else f"--engine-option: {e}") from None
+            where = "--engine-option" if any(k in str(e) for k in config.engine_options) else "--synthetic"
+            raise UsageError(f"{where}: {e}") from None
     if config.engine == "chatllm":
         check_library(config.chatllm_dir, config.library)
         check_model(config.model)
@@ -326,7 +327,9 @@ def plugin(config: RunConfig) -> bool:
 
 def check_engine(config: RunConfig) -> None:
     """The engine resolves to a factory (imported here, called only in the workers), and its options are ones it
-    takes. A file path is made absolute, so that every worker loads the same file."""
+    takes. A file path is made absolute, so that every worker loads the same file; a built-in engine's factory is
+    the built-in engine, with its checks."""
+    config.engine = registry.builtin_name(config.engine) or config.engine
     if registry.is_builtin(config.engine) and config.engine_options and config.engine != "synthetic":
         raise UsageError(f"engine {config.engine} takes no --engine-option (its settings are flags such as --model and "
                          f"--threads): drop {', '.join(config.engine_options)}")
@@ -390,10 +393,14 @@ def check_inputs(config: RunConfig, need_reference: bool = True) -> None:
     config.inputs = []
     for clip in files:
         seconds = decode_seconds(clip) if not plugin(config) else audio_seconds(clip)
-        reference = config.reference if len(files) == 1 and config.reference else str(clip.with_suffix(".txt"))
+        given = len(files) == 1 and bool(config.reference)  # --reference: read, or an error, whatever the engine
+        reference = config.reference if given else str(clip.with_suffix(".txt"))
         fix = ("pass --reference FILE (a text file with the words spoken)" if len(files) == 1 else
                f"write the words spoken in {clip.name} into {Path(reference).name} beside it")
-        text = read_reference(Path(reference), fix) if need_reference or Path(reference).exists() else ""
+        if not given and Path(reference).resolve() == clip.resolve():  # a .txt input is not its own reference
+            reference = ""
+        wanted = need_reference or given or (reference and Path(reference).exists())
+        text = read_reference(Path(reference), fix) if wanted and reference else ""
         config.inputs.append({"audio": str(clip), "seconds": seconds, "reference": reference, "reference_text": text})
     first = config.inputs[0]
     config.audio, config.audio_seconds = first["audio"], first["seconds"]

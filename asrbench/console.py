@@ -38,7 +38,8 @@ def compare_parser() -> OneLineParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE + "\n\n" + "\n".join(f"  {name:8} {what}" for name, what in COMMANDS.items()))
+        print(USAGE + "\n\n" + "\n".join(f"  {name:8} {what}" for name, what in COMMANDS.items()),
+              file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "run":

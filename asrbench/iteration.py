@@ -101,6 +101,11 @@ class Iteration:
 
     def finish(self) -> dict:
         self.record.update(self.record["memory"]["after_release"])  # the series the statistics read
-        self.record.update(self.engine.counters())
+        counters = self.engine.counters()
+        clash = sorted(set(counters) & set(self.record))
+        if clash:  # an engine's figure must never replace one the benchmark measured
+            raise EngineError(f"engine {getattr(self.engine, 'name', '')}: counters() returned {', '.join(clash)}, "
+                              f"which the benchmark records itself: give them other names")
+        self.record.update(counters)
         self.record["time"] = time.time()
         return self.record

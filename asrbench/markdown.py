@@ -56,9 +56,11 @@ def metadata_lines(document: dict) -> list[str]:
         lines.append(f"- **inputs**: {len(inputs)} files, {config.get('input_order', 'cycle')} order")
     elif meta.get("audio"):
         lines.append(f"- **audio**: {_file(meta['audio'])}")
+    decodes = config.get("engine", "chatllm") in ("chatllm", "crispasr", "faster-whisper")  # --decoding means nothing else
     lines.append(f"- **run**: {', '.join(document.get('iterations') or config.get('ways') or [])}; "
-                 f"{config.get('iterations')} iterations per way; threads {meta.get('threads')}; decoding "
-                 f"{config.get('decoding')}; leak threshold {config.get('leak_threshold_mb')} MB/request"
+                 f"{config.get('iterations')} iterations per way; threads {meta.get('threads')}; "
+                 + (f"decoding {config.get('decoding')}; " if decodes else "")
+                 + f"leak threshold {config.get('leak_threshold_mb')} MB/request"
                  + (f" (budget {config['budget_mb']:g} MB over {config.get('horizon'):,} requests)"
                     if config.get("budget_mb") else ""))
     lines.append(f"- **machine**: {meta.get('cpu_model') or 'unknown CPU'}, {meta.get('cpu_count')} cores; "

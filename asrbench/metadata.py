@@ -2,7 +2,7 @@
 the figures or to distrust them (machine, software, engine build, model and audio files)."""
 
 import datetime
-import importlib.util
+import inspect
 import os
 import platform
 import subprocess
@@ -14,7 +14,7 @@ from .checksum import sha256_of
 from .config import PROJECT_DIR, RunConfig
 from .engines.chatllm import build_manifest, library_path
 from .engines.crispasr import package_dir as crispasr_dir
-from .engines.registry import is_builtin, registered, split
+from .engines.registry import is_builtin, registered, resolve, split
 
 
 def git_sha(path: Path) -> str | None:
@@ -103,10 +103,13 @@ def plugin_facts(spec: str) -> dict:
     if is_file:
         facts["file"] = file_facts(where)
         return facts
-    spec_ = importlib.util.find_spec(where.split(".")[0])
-    module = importlib.util.find_spec(where) if spec_ else None
-    if module and module.origin and Path(module.origin).is_file():
-        facts["file"] = file_facts(module.origin)
+    factory, _loaded = resolve(spec)  # imported already, by the checks
+    try:
+        source = inspect.getsourcefile(factory)
+    except TypeError:  # a callable without Python source
+        source = None
+    if source and Path(source).is_file():
+        facts["file"] = file_facts(source)
     try:
         from importlib.metadata import packages_distributions, version
 

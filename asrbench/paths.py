@@ -8,8 +8,9 @@ CHECKOUT = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "run_comparison.py").is_f
 PROJECT_DIR = CHECKOUT or Path.cwd()
 # pyproject.toml installs samples/ as the package asrbench.samples; a checkout reads them where they are
 SAMPLES_DIR = PACKAGE_DIR / "samples" if (PACKAGE_DIR / "samples").is_dir() else (CHECKOUT or PROJECT_DIR) / "samples"
-# the folder that holds the package, put on a worker's PYTHONPATH (a checkout run without installing it)
-IMPORT_ROOT = PACKAGE_DIR.parent
+# put on a worker's PYTHONPATH: the checkout, which may never have been installed (an installed package is on the path
+# already, and its site-packages must not go ahead of the standard library)
+IMPORT_ROOT = CHECKOUT
 
 
 def shown(path) -> str:

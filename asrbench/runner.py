@@ -187,7 +187,7 @@ class UntilDecided:
 def start_worker(config: RunConfig, key: str, run_dir: Path, journal: Path, log_name: str, allocator: str | None,
                  share: str | None = None) -> subprocess.Popen:
     """A fresh worker process in a session of its own, under the allocator setting when one is given."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(IMPORT_ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(IMPORT_ROOT or ""), os.environ.get("PYTHONPATH")])))
     if allocator:  # set before the worker starts: its malloc variables and preload apply from its first allocation
         env = allocators.environment(allocator, env)
     with open(run_dir / log_name, "wb") as log:

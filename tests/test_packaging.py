@@ -59,7 +59,7 @@ def test_the_command_lists_its_subcommands_and_refuses_an_unknown_one():
     assert proc.stderr.strip() == ("asrbench: error: unknown command 'frobnicate': choose run, report, compare, asr "
                                    "(asrbench --help)")
     proc = asrbench()
-    assert proc.returncode == 2 and "usage: asrbench" in proc.stdout
+    assert proc.returncode == 2 and "usage: asrbench" in proc.stderr
 
 
 def test_run_report_and_compare_through_the_command(tmp_path):

@@ -320,3 +320,59 @@ def test_the_example_refuses_an_unknown_pocketsphinx_parameter(tmp_path):
                     "--output", tmp_path, "--no-plot")
     assert proc.returncode == 1
     assert "its factory" in proc.stderr and "no_such_parameter" in proc.stderr, proc.stderr
+
+
+def test_naming_a_built_in_engine_by_its_factory_is_the_built_in_engine(tmp_path, capsys):
+    from asrbench.cli import main_comparison
+
+    code = main_comparison(["--engine", "asrbench.engines.chatllm:make_engine", "--engine-option", "beam=5",
+                            "--output", str(tmp_path)])
+    assert code == 2 and "engine chatllm takes no --engine-option" in capsys.readouterr().err
+
+
+def test_a_colon_in_a_folder_name_and_a_module_in_the_current_folder_are_found(tmp_path, monkeypatch):
+    folder = tmp_path / "run:1"
+    folder.mkdir()
+    (folder / "engine.py").write_text(LEAKY, encoding="utf-8")
+    assert registry.split(f"{folder}/engine.py") == (f"{folder}/engine.py", "make_engine", True)
+    assert registry.resolve(f"{folder}/engine.py")[1] == f"{folder}/engine.py:make_engine"
+    (tmp_path / "beside_engine.py").write_text(LEAKY, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert registry.resolve("beside_engine:Leaky")[1] == "beside_engine:Leaky"  # as python -m would find it
+
+
+def test_a_plugin_that_exits_at_import_is_one_line_too(tmp_path, capsys):
+    from asrbench.cli import main_comparison
+
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(2)\n", encoding="utf-8")
+    code = main_comparison(["--engine", str(tmp_path / "exits.py"), "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "does not import (SystemExit: 2)" in err[0], err
+
+
+def test_a_counter_may_not_replace_a_measured_figure_and_describe_may_hold_a_path(tmp_path):
+    engine = tmp_path / "sly_engine.py"
+    engine.write_text(LEAKY.replace('return {"kept_blocks": len(KEPT)}', 'return {"rss_anon_mb": 1000.0}')
+                      .replace('return {"leak_bytes": self.leak}',
+                               'from pathlib import Path\n        return {"model": Path("/models/m.bin")}'),
+                      encoding="utf-8")
+    proc = run_tool("--engine", engine, "--ways", "restart", "--iterations", 3, "--output", tmp_path / "o", "--no-plot")
+    assert proc.returncode == 1
+    assert "counters() returned rss_anon_mb, which the benchmark records itself" in proc.stderr, proc.stderr
+    worker = results_of(tmp_path / "o")["ways"]["restart"]["worker"]["engine"]
+    assert worker["model"] == "/models/m.bin"
+
+
+def test_a_plugins_reference_is_read_when_given_and_a_text_input_is_not_its_own(tmp_path):
+    from asrbench import config
+
+    text_input = tmp_path / "prompt.txt"
+    text_input.write_text("hello", encoding="utf-8")
+    engine = tmp_path / "echo.py"
+    engine.write_text(LEAKY, encoding="utf-8")
+    run = config.validate(config.RunConfig(engine=str(engine), audio=str(text_input), audio_set=[str(text_input)]))
+    assert run.inputs[0]["reference_text"] == "" and run.inputs[0]["seconds"] is None
+    with pytest.raises(config.UsageError, match="reference transcript .*typo.txt not found"):
+        config.validate(config.RunConfig(engine=str(engine), audio=str(text_input), audio_set=[str(text_input)],
+                                         reference=str(tmp_path / "typo.txt")))

@@ -9,6 +9,8 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,15 +50,26 @@ def is_builtin(spec: str) -> bool:
     return spec in BUILTIN
 
 
+def builtin_name(spec: str) -> str | None:
+    """The built-in engine a spec names, by its name or by its factory ('asrbench.engines.chatllm:make_engine')."""
+    if spec in BUILTIN:
+        return spec
+    return next((name for name, target in BUILTIN.items() if target == spec), None)
+
+
+def _identifier(text: str) -> bool:
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
 def split(spec: str) -> tuple[str, str, bool]:
     """'pkg.mod:make' -> ('pkg.mod', 'make', False); 'dir/engine.py[:make]' -> ('dir/engine.py', 'make', True)."""
     head, sep, tail = spec.rpartition(":")
-    if sep and (head.endswith(".py") or "/" in head):
-        return head, tail or DEFAULT_CALLABLE, True
-    if spec.endswith(".py") or "/" in spec:
+    if sep and _identifier(tail) and (head.endswith(".py") or "/" in head or "\\" in head):  # a colon only before a name
+        return head, tail, True
+    if spec.endswith(".py") or "/" in spec or "\\" in spec:
         return spec, DEFAULT_CALLABLE, True
     module, sep, name = spec.partition(":")
-    if not sep or not module or not name:
+    if not sep or not _identifier(module) or not _identifier(name):
         known = ", ".join(registered())
         raise PluginError(f"unknown engine {spec!r}: give a registered name ({known}), module:callable, or a file "
                           f"path.py[:callable] ({FIX})")
@@ -74,7 +87,12 @@ def label(spec: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem) or "engine"
 
 
+_FILES = {}  # path -> module: a file is imported once per process (asrbench asr checks, then opens, in one)
+
+
 def _import_file(path: Path):
+    if path in _FILES:
+        return _FILES[path]
     name = f"asrbench_plugin_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -82,6 +100,7 @@ def _import_file(path: Path):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
+    _FILES[path] = module
     return module
 
 
@@ -96,13 +115,19 @@ def resolve(spec: str):
                 raise PluginError(f"engine file {path} not found: give the path of a .py file that defines {name} ({FIX})")
             module = _import_file(path.resolve())
         else:
+            if os.getcwd() not in sys.path:  # a module beside the user, as python -m would find it (the workers do)
+                sys.path.append(os.getcwd())
             module = importlib.import_module(where)
     except PluginError:
         raise
-    except Exception as e:  # anything a module's import can raise, ImportError and SyntaxError among them
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # anything a module's import can raise: ImportError, SyntaxError, a SystemExit too
         raise PluginError(f"engine {spec!r}: its module {where} does not import ({e.__class__.__name__}: {e}): fix the "
                           f"module or install what it needs") from None
-    factory = getattr(module, name, None)
+    factory = module
+    for part in name.split("."):  # Class.method, as entry points allow
+        factory = getattr(factory, part, None)
     if factory is None:
         raise PluginError(f"engine {spec!r}: {where} has no {name}: define {name}(context) returning an engine, or name "
                           f"the factory after a colon ({FIX})")
@@ -131,14 +156,16 @@ class Checked:
         self.name = getattr(engine, "name", None) or label(spec)
 
     def __getattr__(self, attribute):
+        if attribute in ("engine", "spec", "name"):  # not set yet (copy, pickle): no recursion
+            raise AttributeError(attribute)
         return getattr(self.engine, attribute)
 
     def _step(self, step: str, *args):
         try:
             return getattr(self.engine, step)(*args)
-        except EngineError:
+        except (EngineError, KeyboardInterrupt):
             raise
-        except Exception as e:
+        except BaseException as e:  # a SystemExit from an engine's step is its failure too, not the worker's exit
             raise EngineError(f"engine {self.name}: {step} raised {e.__class__.__name__}: {e}") from e
 
     def create(self):
@@ -171,22 +198,27 @@ class Checked:
         found = self._step("describe") if callable(getattr(self.engine, "describe", None)) else {}
         if not isinstance(found, dict):
             raise EngineError(f"engine {self.name}: describe returned a {type(found).__name__}: return a dict ({FIX})")
-        return {"engine": self.name, **found, "factory": self.spec}
+        # recorded as JSON: a Path or another object becomes its str rather than failing the way
+        return json.loads(json.dumps({"engine": self.name, **found, "factory": self.spec}, default=str))
 
 
 def open_engine(config):
     """The engine a run's config names, made by its factory with the run's context; heavy imports happen here, in the
     worker, not in the parent."""
     factory, loaded = resolve(config.engine)
+    named = config.engine in registered()  # a registered name is the engine's name, as in the run folder's
     context = EngineContext(options=dict(config.engine_options), threads=config.threads, language=config.language,
                             inputs=tuple(Path(i["audio"]) for i in config.input_list()), config=config)
     try:
         engine = factory(context)
-    except EngineError:
+    except (EngineError, KeyboardInterrupt):
         raise
-    except Exception as e:
+    except BaseException as e:
         raise EngineError(f"engine {config.engine!r}: its factory raised {e.__class__.__name__}: {e}") from e
-    return Checked(engine, loaded if not is_builtin(config.engine) else config.engine)
+    checked = Checked(engine, config.engine if named else loaded)
+    if named and not getattr(engine, "name", None):
+        checked.name = config.engine
+    return checked
 
 
 __all__ = ["BUILTIN", "Checked", "GROUP", "OPTIONAL_STEPS", "PluginError", "STEPS", "label", "open_engine",

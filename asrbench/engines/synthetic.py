@@ -215,9 +215,17 @@ class SyntheticEngine:
 
 
 def settings_of(config) -> SyntheticSettings:
-    """--synthetic, then each --engine-option (the same keys): ValueError names a bad one."""
-    options = ",".join(f"{key}={value}" for key, value in (config.engine_options or {}).items())
-    return SyntheticSettings.parse(",".join(filter(None, [config.synthetic, options])))
+    """--synthetic, then each --engine-option (the same keys, each set by one of the two): ValueError names a bad one."""
+    settings = SyntheticSettings.parse(config.synthetic)
+    given = {item.partition("=")[0].strip() for item in (config.synthetic or "").split(",") if item.strip()}
+    for key, value in (config.engine_options or {}).items():
+        if "," in value:
+            raise ValueError(f"synthetic setting {key} takes one value, got {value!r}")
+        if key in given:
+            raise ValueError(f"synthetic setting {key} is set by both --synthetic and --engine-option: give it once")
+        parsed = SyntheticSettings.parse(f"{key}={value}")
+        setattr(settings, key, getattr(parsed, key))
+    return settings
 
 
 def make_engine(context) -> SyntheticEngine:

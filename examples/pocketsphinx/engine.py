@@ -12,7 +12,7 @@ the factory runs.
 import wave
 from pathlib import Path
 
-from pocketsphinx import Config, Decoder  # imported in the worker, where the factory runs
+from pocketsphinx import Config, Decoder  # the parent imports this file to check it; models load only in the workers
 
 
 class Instance:
