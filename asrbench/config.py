@@ -144,8 +144,8 @@ def audio_seconds(path: Path) -> float | None:
     if not Path(path).is_file():
         raise UsageError(f"input file {path} not found: pass --audio FILE")
     try:
-        return len(audio.decode(path)) / 4 / SAMPLE_RATE
-    except audio.DecodeError:
+        return decode_seconds(path)
+    except UsageError:  # not audio (or not decodable): passed through all the same
         return None
 
 
@@ -337,9 +337,8 @@ def check_engine(config: RunConfig) -> None:
         _factory, loaded = registry.resolve(config.engine)
     except PluginError as e:
         raise UsageError(str(e)) from None
-    where, name, is_file = registry.split(config.engine) if config.engine not in registry.registered() else ("", "", 0)
-    if is_file:
-        config.engine = f"{Path(where).expanduser().resolve()}:{name}"
+    if config.engine not in registry.registered():
+        config.engine = loaded
 
 
 MAX_IN_FLIGHT = 64

@@ -5,6 +5,7 @@ The parent process only resolves the factory (an import and a lookup), so that a
 starts; the factory itself is called in the worker, whose memory is what is measured.
 """
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -34,8 +35,8 @@ class PluginError(EngineError):
     """An engine that cannot be loaded or does not offer the interface: the message names the problem and the fix."""
 
 
-def registered() -> dict:
-    """name -> 'module:callable' for every engine registered by name: the built-in four, then installed packages'."""
+@functools.cache
+def _registered() -> tuple:
     found = dict(BUILTIN)
     try:
         entries = importlib.metadata.entry_points(group=GROUP)
@@ -43,7 +44,14 @@ def registered() -> dict:
         entries = ()
     for entry in entries:
         found.setdefault(entry.name, entry.value)
-    return found
+    return tuple(found.items())
+
+
+def registered() -> dict:
+    """name -> 'module:callable' for every engine registered by name: the built-in four, then installed packages'.
+    Read once per process: scanning every installed distribution's entry points takes about 10 ms, and the checks,
+    the run folder's name, the metadata and the worker each ask."""
+    return dict(_registered())
 
 
 def is_builtin(spec: str) -> bool:
@@ -105,7 +113,8 @@ def _import_file(path: Path):
 
 
 def resolve(spec: str):
-    """The factory the engine spec names: (factory, 'module:callable' as loaded). Every failure is one PluginError."""
+    """The factory the engine spec names: (factory, 'module:callable' or '/absolute/file.py:callable' as loaded).
+    Every failure is one PluginError."""
     target = registered().get(spec, spec)
     where, name, is_file = split(target)
     try:
@@ -113,6 +122,7 @@ def resolve(spec: str):
             path = Path(where).expanduser()
             if not path.is_file():
                 raise PluginError(f"engine file {path} not found: give the path of a .py file that defines {name} ({FIX})")
+            where = str(path.resolve())  # as loaded: the same file for every worker, whatever its folder
             module = _import_file(path.resolve())
         else:
             if os.getcwd() not in sys.path:  # a module beside the user, as python -m would find it (the workers do)
